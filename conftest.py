@@ -1,4 +1,4 @@
-"""Test set-up: four fake CPU devices for the data-parallel tests, set before JAX starts."""
+"""pytest set-up (tests and doctests): four fake CPU devices for data-parallel tests, set before JAX starts."""
 
 import os
 
