@@ -1,0 +1,579 @@
+"""Tests of ranking_jax.metrics against independent references (scipy.stats, sklearn.metrics, numpy loops)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import warnings
+
+import hypothesis
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import scipy.stats
+import sklearn.metrics
+
+from ranking_jax import metrics
+
+SHOES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "qmul_shoes",
+                     "shoes_annotation.json")
+
+VSD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "vsd", "VSD_dataset.csv")
+
+SETTINGS = hypothesis.settings(max_examples=40, deadline=None, derandomize=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Plain references written from the definitions.
+
+
+def kendall_loop(x, y, variant):
+  """Kendall tau from its definition: O(n^2) loop over pairs."""
+  n = len(x)
+  concordant = discordant = tied_x = tied_y = 0
+  for i, j in itertools.combinations(range(n), 2):
+    dx = np.sign(x[i] - x[j])
+    dy = np.sign(y[i] - y[j])
+    tied_x += dx == 0
+    tied_y += dy == 0
+    if dx * dy > 0:
+      concordant += 1
+    elif dx * dy < 0:
+      discordant += 1
+  pairs = n * (n - 1) / 2
+  if variant == "a":
+    return (concordant - discordant) / pairs
+  return (concordant - discordant) / np.sqrt((pairs - tied_x) * (pairs - tied_y))
+
+
+def inversions_loop(values):
+  return sum(1 for i, j in itertools.combinations(range(len(values)), 2) if values[i] > values[j])
+
+
+def ap_loop(scores, relevant):
+  """AP = mean over relevant items i of precision among items scoring >= s_i."""
+  relevant_scores = [s for s, r in zip(scores, relevant) if r]
+  if not relevant_scores:
+    return float("nan")
+  total = 0.0
+  for s_i in relevant_scores:
+    at_least = [r for s, r in zip(scores, relevant) if s >= s_i]
+    total += sum(at_least) / len(at_least)
+  return total / len(relevant_scores)
+
+
+def voc07_ap_loop(scores, relevant):
+  """The PASCAL VOC 2007 devkit's 11-point AP for untied scores (voc_ap(use_07_metric=True))."""
+  order = np.argsort(-np.asarray(scores))
+  hits = np.cumsum(np.asarray(relevant)[order])
+  recall = hits / hits[-1]
+  precision = hits / np.arange(1, len(scores) + 1)
+  ap = 0.0
+  for t in np.arange(0.0, 1.1, 0.1):
+    p = np.max(precision[recall >= t]) if np.sum(recall >= t) > 0 else 0.0
+    ap += p / 11.0
+  return ap
+
+
+def first_relevant_rank_loop(scores, relevant, ties):
+  """Sort each row (ties: non-relevant first if pessimistic) and find the first relevant position."""
+  ranks = []
+  for s, r in zip(scores, relevant):
+    if not any(r):
+      continue
+    tie_key = r if ties == "pessimistic" else ~r
+    order = np.lexsort((tie_key, -s))  # by decreasing score, then tie_key (False first)
+    ranks.append(int(np.flatnonzero(r[order])[0]) + 1)
+  return np.asarray(ranks)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Kendall tau.
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 40, 300])
+@pytest.mark.parametrize("num_values", [2, 5, None])
+def test_kendall_tau_b_matches_scipy(n, num_values):
+  rng = np.random.default_rng(n)
+  for _ in range(5):
+    if num_values is None:
+      x, y = rng.normal(size=n), rng.normal(size=n)
+    else:
+      x, y = rng.integers(0, num_values, n), rng.integers(0, num_values, n).astype(np.float32)
+    expected = scipy.stats.kendalltau(x, y).statistic
+    if np.isnan(expected):  # a constant input: documented 0.0 here
+      assert metrics.kendall_tau(x, y) == 0.0
+    else:
+      assert metrics.kendall_tau(x, y) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["a", "b"])
+def test_kendall_tau_matches_pair_loop(variant):
+  rng = np.random.default_rng(1)
+  for n in (2, 5, 30):
+    x = rng.integers(0, 4, n).astype(float)
+    y = x + rng.integers(-2, 3, n)
+    if variant == "b" and (np.ptp(x) == 0 or np.ptp(y) == 0):
+      continue
+    assert metrics.kendall_tau(x, y, variant=variant) == pytest.approx(kendall_loop(x, y, variant), abs=1e-12)
+
+
+def test_kendall_tau_a_counts_ties_as_neither():
+  # 6 pairs; x ties (0, 1); y ties (2, 3); concordant: (0,2),(0,3),(1,2),(1,3) -> tau_a = 4/6.
+  assert metrics.kendall_tau([1, 1, 2, 3], [1, 2, 3, 3], variant="a") == pytest.approx(4 / 6)
+
+
+def test_kendall_tau_large_with_ties_matches_scipy():
+  rng = np.random.default_rng(2)
+  x = rng.integers(0, 300, 20_000)
+  y = x // 3 + rng.integers(0, 50, 20_000)
+  assert metrics.kendall_tau(x, y) == pytest.approx(scipy.stats.kendalltau(x, y).statistic, abs=1e-12)
+  x = rng.normal(size=50_000)
+  y = -x + rng.normal(size=50_000)
+  assert metrics.kendall_tau(x, y) == pytest.approx(scipy.stats.kendalltau(x, y).statistic, abs=1e-12)
+
+
+@pytest.mark.skipif(not os.path.exists(VSD), reason="shared VSD difficulty scores not available")
+def test_rank_correlations_on_vsd_scores_with_real_ties():
+  with open(VSD, encoding="utf-8") as f:
+    rows = [line.strip().split(",") for line in f if line.strip()]
+  scores = np.array([float(score) for name, score in rows if name != "name"])
+  assert scores.size == 11_540
+  rng = np.random.default_rng(0)
+  noisy = np.round(scores + rng.normal(scale=0.3, size=scores.size), 1)  # many ties on both sides
+  for variant in ("a", "b"):
+    expected = (kendall_loop(scores[:300], noisy[:300], "a") if variant == "a"
+                else scipy.stats.kendalltau(scores, noisy).statistic)
+    x, y = (scores[:300], noisy[:300]) if variant == "a" else (scores, noisy)
+    assert metrics.kendall_tau(x, y, variant=variant) == pytest.approx(expected, abs=1e-12)
+  assert metrics.spearman_rho(scores, noisy) == pytest.approx(scipy.stats.spearmanr(scores, noisy)[0], abs=1e-12)
+
+
+def test_count_inversions_matches_loop():
+  rng = np.random.default_rng(3)
+  for n in (1, 2, 3, 10, 64, 100):
+    for num_values in (1, 2, 7, 1000):
+      values = rng.integers(0, num_values, n)
+      num_bits = max(1, int(values.max()).bit_length())
+      assert metrics._count_inversions(values, num_bits) == inversions_loop(values)
+
+
+def test_kendall_tau_extremes_and_infinities():
+  x = np.arange(10.0)
+  assert metrics.kendall_tau(x, x) == 1.0
+  assert metrics.kendall_tau(x, -x, variant="a") == -1.0
+  x_inf = np.array([-np.inf, 0.0, 1.0, np.inf, np.inf])
+  y = np.array([0.0, 1.0, 1.0, 2.0, 3.0])
+  assert metrics.kendall_tau(x_inf, y) == pytest.approx(scipy.stats.kendalltau(x_inf, y).statistic)
+
+
+def test_kendall_tau_constant_input_is_zero():
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    assert np.isnan(scipy.stats.kendalltau([1, 1, 1], [1, 2, 3]).statistic)
+  assert metrics.kendall_tau([1, 1, 1], [1, 2, 3]) == 0.0
+  assert metrics.kendall_tau([1, 2, 3], [5, 5, 5], variant="a") == 0.0
+
+
+def test_kendall_tau_accepts_jax_arrays():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  x = jnp.array([0.3, 0.1, 0.2, 0.9])
+  y = jnp.array([1.0, 0.0, 3.0, 4.0])
+  assert metrics.kendall_tau(x, y) == pytest.approx(scipy.stats.kendalltau(np.asarray(x), np.asarray(y))[0])
+  assert metrics.spearman_rho(x, y) == pytest.approx(scipy.stats.spearmanr(np.asarray(x), np.asarray(y))[0])
+
+
+@pytest.mark.parametrize("fn", [metrics.kendall_tau, metrics.spearman_rho])
+def test_rank_correlation_errors(fn):
+  with pytest.raises(ValueError, match="at least 2"):
+    fn([1.0], [2.0])
+  with pytest.raises(ValueError, match="at least 2"):
+    fn([], [])
+  with pytest.raises(ValueError, match="NaN"):
+    fn([1.0, np.nan, 2.0], [1.0, 2.0, 3.0])
+  with pytest.raises(ValueError, match="same shape"):
+    fn([1.0, 2.0, 3.0], [1.0, 2.0])
+  with pytest.raises(ValueError, match="1-D"):
+    fn(np.ones((2, 3)), np.ones((2, 3)))
+  with pytest.raises(TypeError, match="real numbers"):
+    fn(["a", "b"], ["c", "d"])
+
+
+def test_kendall_tau_rejects_unknown_variant():
+  with pytest.raises(ValueError, match="variant"):
+    metrics.kendall_tau([1, 2], [1, 2], variant="c")
+
+
+_int_lists = st.integers(2, 30).flatmap(
+    lambda n: st.tuples(hnp.arrays(np.int64, n, elements=st.integers(-5, 5)),
+                        hnp.arrays(np.int64, n, elements=st.integers(-5, 5))))
+
+
+def _increasing(v):
+  return v**3 + 2 * v + 1.5  # strictly increasing on integers, exact in float64
+
+
+@SETTINGS
+@hypothesis.given(_int_lists, st.sampled_from(["a", "b"]))
+def test_kendall_tau_properties(xy, variant):
+  x, y = xy
+  tau = metrics.kendall_tau(x, y, variant=variant)
+  assert -1.0 <= tau <= 1.0
+  assert metrics.kendall_tau(y, x, variant=variant) == pytest.approx(tau, abs=1e-12)
+  assert metrics.kendall_tau(_increasing(x), y, variant=variant) == pytest.approx(tau, abs=1e-12)
+  assert metrics.kendall_tau(x, _increasing(y), variant=variant) == pytest.approx(tau, abs=1e-12)
+  assert metrics.kendall_tau(x, -y, variant=variant) == pytest.approx(-tau, abs=1e-12)
+  permutation = np.random.default_rng(len(x)).permutation(len(x))
+  assert metrics.kendall_tau(x[permutation], y[permutation], variant=variant) == pytest.approx(tau, abs=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Spearman rho.
+
+
+def test_average_ranks_matches_scipy():
+  rng = np.random.default_rng(4)
+  values = rng.integers(0, 6, 50)
+  np.testing.assert_allclose(metrics.average_ranks(values), scipy.stats.rankdata(values))
+
+
+@pytest.mark.parametrize("num_values", [3, 10, None])
+def test_spearman_rho_matches_scipy(num_values):
+  rng = np.random.default_rng(5)
+  for n in (2, 3, 20, 500):
+    if num_values is None:
+      x = rng.normal(size=n)
+      y = x + rng.normal(size=n)
+    else:
+      x, y = rng.integers(0, num_values, n), rng.integers(0, num_values, n)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      expected = scipy.stats.spearmanr(x, y).statistic
+    assert metrics.spearman_rho(x, y) == (0.0 if np.isnan(expected) else pytest.approx(expected, abs=1e-12))
+
+
+def test_spearman_rho_without_ties_is_sodeep_eq_2():
+  rng = np.random.default_rng(6)
+  x, y = rng.normal(size=40), rng.normal(size=40)
+  rank_x, rank_y = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+  eq_2 = 1 - 6 * np.sum((rank_x - rank_y)**2) / (40 * (40**2 - 1))
+  assert metrics.spearman_rho(x, y) == pytest.approx(eq_2, abs=1e-12)
+
+
+def test_spearman_rho_constant_input_is_zero():
+  assert metrics.spearman_rho([2, 2, 2, 2], [1, 2, 3, 4]) == 0.0
+
+
+@SETTINGS
+@hypothesis.given(_int_lists)
+def test_spearman_rho_properties(xy):
+  x, y = xy
+  rho = metrics.spearman_rho(x, y)
+  assert -1.0 - 1e-12 <= rho <= 1.0 + 1e-12
+  assert metrics.spearman_rho(y, x) == pytest.approx(rho, abs=1e-12)
+  assert metrics.spearman_rho(_increasing(x), y) == pytest.approx(rho, abs=1e-12)
+  assert metrics.spearman_rho(x, _increasing(y)) == pytest.approx(rho, abs=1e-12)
+  assert metrics.spearman_rho(x, -y) == pytest.approx(-rho, abs=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Average precision.
+
+
+@pytest.mark.parametrize("num_values", [3, None])
+def test_average_precision_matches_sklearn_and_loop(num_values):
+  rng = np.random.default_rng(7)
+  scores = rng.normal(size=(6, 25)) if num_values is None else rng.integers(0, num_values, (6, 25)) / 2
+  relevant = rng.random((6, 25)) < 0.3
+  relevant[:, 0] = True
+  ap = metrics.average_precision(scores, relevant)
+  assert ap.shape == (6,)
+  for q in range(6):
+    assert ap[q] == pytest.approx(sklearn.metrics.average_precision_score(relevant[q], scores[q]), abs=1e-12)
+    assert ap[q] == pytest.approx(ap_loop(scores[q], relevant[q]), abs=1e-12)
+    assert metrics.average_precision(scores[q], relevant[q]) == pytest.approx(ap[q])
+
+
+def test_average_precision_voc07_matches_devkit_loop():
+  rng = np.random.default_rng(8)
+  for n in (1, 2, 5, 40):
+    scores = rng.normal(size=n)
+    relevant = rng.random(n) < 0.4
+    relevant[-1] = True
+    assert (metrics.average_precision(scores, relevant, interpolation="voc07")
+            == pytest.approx(voc07_ap_loop(scores, relevant), abs=1e-12))
+
+
+def test_average_precision_no_relevant_and_all_ties():
+  assert np.isnan(metrics.average_precision([0.3, 0.2], [False, False]))
+  # All tied: one threshold, precision = fraction relevant.
+  assert metrics.average_precision([1.0, 1.0, 1.0, 1.0], [1, 0, 0, 1]) == pytest.approx(0.5)
+  assert metrics.average_precision([0.5], [True]) == 1.0
+  assert metrics.average_precision([-np.inf, np.inf], [True, False]) == pytest.approx(0.5)
+
+
+def test_mean_average_precision_skips_lists_without_relevant_items():
+  rng = np.random.default_rng(9)
+  scores = rng.normal(size=(30, 5))
+  labels = rng.random((30, 5)) < 0.2
+  labels[:, 3] = False  # class 3 has no positive: skipped
+  labels[0, [0, 1, 2, 4]] = True
+  expected = np.mean([sklearn.metrics.average_precision_score(labels[:, c], scores[:, c])
+                      for c in (0, 1, 2, 4)])
+  assert metrics.mean_average_precision(scores, labels, axis=0) == pytest.approx(expected, abs=1e-12)
+  # Over queries (rows): the same as the columns of the transpose.
+  assert metrics.mean_average_precision(scores.T, labels.T) == pytest.approx(expected, abs=1e-12)
+  with pytest.raises(ValueError, match="No list has a relevant item"):
+    metrics.mean_average_precision(scores, np.zeros_like(labels))
+  with pytest.raises(ValueError, match="axis"):
+    metrics.mean_average_precision(scores, labels, axis=2)
+
+
+def test_average_precision_errors():
+  with pytest.raises(ValueError, match="NaN"):
+    metrics.average_precision([0.1, np.nan], [True, False])
+  with pytest.raises(ValueError, match="same shape"):
+    metrics.average_precision([0.1, 0.2], [True])
+  with pytest.raises(ValueError, match="at least one item"):
+    metrics.average_precision(np.zeros((3, 0)), np.zeros((3, 0), bool))
+  with pytest.raises(ValueError, match="only 0 and 1"):
+    metrics.average_precision([0.1, 0.2], [2, 0])
+  with pytest.raises(ValueError, match="interpolation"):
+    metrics.average_precision([0.1, 0.2], [1, 0], interpolation="voc12")
+
+
+@SETTINGS
+@hypothesis.given(st.integers(1, 25).flatmap(
+    lambda n: st.tuples(hnp.arrays(np.int64, n, elements=st.integers(-4, 4)),
+                        hnp.arrays(np.bool_, n))))
+def test_average_precision_properties(case):
+  scores, relevant = case
+  hypothesis.assume(relevant.any())
+  ap = metrics.average_precision(scores, relevant)
+  assert 0.0 < ap <= 1.0
+  assert metrics.average_precision(_increasing(scores), relevant) == pytest.approx(ap, abs=1e-12)
+  assert metrics.average_precision(np.exp(scores / 3.0), relevant) == pytest.approx(ap, abs=1e-12)
+  permutation = np.random.default_rng(len(scores)).permutation(len(scores))
+  assert metrics.average_precision(scores[permutation], relevant[permutation]) == pytest.approx(ap, abs=1e-12)
+  voc07 = metrics.average_precision(scores, relevant, interpolation="voc07")
+  assert metrics.average_precision(_increasing(scores), relevant, interpolation="voc07") == pytest.approx(voc07)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Retrieval.
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic"])
+def test_recall_at_k_and_median_rank_match_sorting_loop(ties):
+  rng = np.random.default_rng(10)
+  scores = rng.integers(0, 4, (40, 12)).astype(float)  # many ties
+  relevant = rng.random((40, 12)) < 0.15
+  relevant[:3] = False  # queries without a relevant item: skipped
+  relevant[3:, 0] |= ~relevant[3:].any(axis=1)
+  ranks = first_relevant_rank_loop(scores, relevant, ties)
+  assert ranks.size == 37
+  ks = [1, 2, 5, 12]
+  np.testing.assert_allclose(metrics.recall_at_k(scores, relevant, ks, ties=ties),
+                             [np.mean(ranks <= k) for k in ks])
+  assert metrics.recall_at_k(scores, relevant, 5, ties=ties) == pytest.approx(np.mean(ranks <= 5))
+  assert metrics.median_rank(scores, relevant, ties=ties) == np.floor(np.median(ranks - 1)) + 1
+
+
+def test_recall_at_k_constant_scores_pessimistic_vs_optimistic():
+  scores = np.zeros((2, 4))
+  relevant = np.eye(2, 4, dtype=bool)
+  assert metrics.recall_at_k(scores, relevant, 1) == 0.0
+  assert metrics.recall_at_k(scores, relevant, 4) == 1.0
+  assert metrics.recall_at_k(scores, relevant, 1, ties="optimistic") == 1.0
+  assert metrics.median_rank(scores, relevant) == 4.0
+
+
+def test_median_rank_even_number_of_queries_uses_floor_convention():
+  # 1-based ranks 1 and 2: median of 0-based ranks is 0.5, floor + 1 = 1.
+  scores = np.array([[0.9, 0.1], [0.9, 0.1]])
+  relevant = np.array([[True, False], [False, True]])
+  assert metrics.median_rank(scores, relevant) == 1.0
+
+
+def test_retrieval_accuracy_at_k_matches_sklearn_top_k_accuracy():
+  rng = np.random.default_rng(11)
+  distances = rng.random((50, 50)) + 0.3 * (1 - np.eye(50))  # the diagonal tends to be closer
+  for k in (1, 5, 10):
+    expected = sklearn.metrics.top_k_accuracy_score(np.arange(50), -distances, k=k, labels=np.arange(50))
+    assert metrics.retrieval_accuracy_at_k(-distances, k) == pytest.approx(expected)
+  true_match = rng.permutation(50)
+  expected = sklearn.metrics.top_k_accuracy_score(true_match, -distances, k=10, labels=np.arange(50))
+  assert metrics.retrieval_accuracy_at_k(-distances, 10, true_match=true_match) == pytest.approx(expected)
+
+
+def test_retrieval_errors():
+  scores = np.zeros((3, 4))
+  relevant = np.eye(3, 4, dtype=bool)
+  with pytest.raises(ValueError, match=r"\[1, 4\]"):
+    metrics.recall_at_k(scores, relevant, 0)
+  with pytest.raises(ValueError, match=r"\[1, 4\]"):
+    metrics.recall_at_k(scores, relevant, [1, 5])
+  with pytest.raises(ValueError, match="positive int"):
+    metrics.recall_at_k(scores, relevant, 1.5)
+  with pytest.raises(ValueError, match="2-D"):
+    metrics.recall_at_k(scores[0], relevant[0], 1)
+  with pytest.raises(ValueError, match="ties"):
+    metrics.median_rank(scores, relevant, ties="random")
+  with pytest.raises(ValueError, match="No query has a relevant"):
+    metrics.median_rank(scores, np.zeros_like(relevant))
+  with pytest.raises(ValueError, match="NaN"):
+    metrics.recall_at_k(np.full((3, 4), np.nan), relevant, 1)
+  with pytest.raises(ValueError, match="at least one query"):
+    metrics.recall_at_k(np.zeros((0, 4)), np.zeros((0, 4), bool), 1)
+  with pytest.raises(ValueError, match="as many photos as sketches"):
+    metrics.retrieval_accuracy_at_k(np.zeros((4, 3)), 1)
+  with pytest.raises(ValueError, match="true_match"):
+    metrics.retrieval_accuracy_at_k(scores, 1, true_match=[0, 1, 4])
+
+
+def test_triplet_accuracy_matches_loop():
+  rng = np.random.default_rng(12)
+  distances = rng.integers(0, 5, (6, 8)).astype(float)  # ties count as wrong
+  triplets = np.stack([rng.integers(0, 6, 200), rng.integers(0, 8, 200), rng.integers(0, 8, 200)], axis=1)
+  expected = np.mean([distances[s, p] < distances[s, n] for s, p, n in triplets])
+  assert metrics.triplet_accuracy(distances, triplets) == pytest.approx(expected)
+
+
+def test_triplet_accuracy_errors():
+  distances = np.zeros((2, 3))
+  with pytest.raises(ValueError, match="empty"):
+    metrics.triplet_accuracy(distances, np.zeros((0, 3), int))
+  with pytest.raises(ValueError, match=r"\[num_triplets, 3\]"):
+    metrics.triplet_accuracy(distances, [[0, 1]])
+  with pytest.raises(ValueError, match="Sketch indices"):
+    metrics.triplet_accuracy(distances, [[2, 0, 1]])
+  with pytest.raises(ValueError, match="Photo indices"):
+    metrics.triplet_accuracy(distances, [[0, 0, 3]])
+  with pytest.raises(ValueError, match="NaN"):
+    metrics.triplet_accuracy(np.full((2, 3), np.nan), [[0, 0, 1]])
+
+
+def test_load_sketch_triplets_synthetic_file(tmp_path):
+  path = tmp_path / "annotation.json"
+  path.write_text(json.dumps({"train": {"images": ["a", "b", "c"], "sketches": ["a", "b"],
+                                        "triplets": [[[1, 2]], [[0, 2], [2, 0]]]}}))
+  np.testing.assert_array_equal(metrics.load_sketch_triplets(str(path), "train"),
+                                [[0, 1, 2], [1, 0, 2], [1, 2, 0]])
+  with pytest.raises(ValueError, match="Split 'test'"):
+    metrics.load_sketch_triplets(str(path), "test")
+  path.write_text(json.dumps({"train": {"images": ["a"], "sketches": ["a"], "triplets": [[[0, 3]]]}}))
+  with pytest.raises(ValueError, match="outside"):
+    metrics.load_sketch_triplets(str(path), "train")
+
+
+@pytest.mark.skipif(not os.path.exists(SHOES), reason="shared QMUL-Shoe annotations not available")
+def test_load_sketch_triplets_qmul_shoes():
+  with open(SHOES, encoding="utf-8") as f:
+    raw = json.load(f)
+  for split, num_sketches, per_sketch in (("train", 304, 135), ("test", 115, 45)):
+    triplets = metrics.load_sketch_triplets(SHOES, split)
+    assert triplets.shape == (num_sketches * per_sketch, 3)
+    np.testing.assert_array_equal(triplets[0], [0] + raw[split]["triplets"][0][0])
+    assert triplets[:, 1:].max() < num_sketches
+    # Distances from each photo's net "more similar" votes: compare with a loop over the triplets.
+    wins = np.zeros((num_sketches, num_sketches))
+    np.add.at(wins, (triplets[:, 0], triplets[:, 1]), 1)
+    np.add.at(wins, (triplets[:, 0], triplets[:, 2]), -1)
+    expected = np.mean([-wins[s, p] < -wins[s, n] for s, p, n in triplets])
+    assert metrics.triplet_accuracy(-wins, triplets) == pytest.approx(expected)
+    assert expected > 0.5
+    distances = np.zeros((num_sketches, num_sketches))
+    assert metrics.triplet_accuracy(distances, triplets) == 0.0  # all tied: all wrong
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Class-balanced accuracy and top-k annotation.
+
+
+def test_class_balanced_accuracy_matches_sklearn():
+  rng = np.random.default_rng(13)
+  labels = np.stack([rng.random(300) < 0.1, rng.integers(0, 6, 300), rng.integers(0, 2, 300)], axis=1)
+  predictions = np.where(rng.random((300, 3)) < 0.7, labels, rng.integers(0, 7, (300, 3)))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # sklearn warns about predicted classes absent from y_true
+    expected = [sklearn.metrics.balanced_accuracy_score(labels[:, j], predictions[:, j]) for j in range(3)]
+  np.testing.assert_allclose(metrics.class_balanced_accuracy(predictions, labels, per_attribute=True),
+                             expected)
+  assert metrics.class_balanced_accuracy(predictions, labels) == pytest.approx(np.mean(expected))
+  assert metrics.class_balanced_accuracy(predictions[:, 1], labels[:, 1]) == pytest.approx(expected[1])
+  # Bool inputs (binary attributes).
+  binary_labels, binary_predictions = labels[:, 2] == 1, predictions[:, 2] == 1
+  assert (metrics.class_balanced_accuracy(binary_predictions, binary_labels)
+          == pytest.approx(sklearn.metrics.balanced_accuracy_score(binary_labels, binary_predictions)))
+
+
+def test_class_balanced_accuracy_where_mask():
+  rng = np.random.default_rng(14)
+  labels = rng.integers(0, 4, (100, 2))
+  predictions = rng.integers(0, 4, (100, 2))
+  where = rng.random((100, 2)) < 0.6
+  where[:, 1] = False  # attribute 1 never annotated: skipped
+  expected = sklearn.metrics.balanced_accuracy_score(labels[where[:, 0], 0], predictions[where[:, 0], 0])
+  per_attribute = metrics.class_balanced_accuracy(predictions, labels, where=where, per_attribute=True)
+  assert per_attribute[0] == pytest.approx(expected)
+  assert np.isnan(per_attribute[1])
+  assert metrics.class_balanced_accuracy(predictions, labels, where=where) == pytest.approx(expected)
+  with pytest.raises(ValueError, match="No attribute"):
+    metrics.class_balanced_accuracy(predictions, labels, where=np.zeros((100, 2), bool))
+
+
+def test_class_balanced_accuracy_errors():
+  with pytest.raises(TypeError, match="argmax"):
+    metrics.class_balanced_accuracy(np.zeros(3), np.zeros(3, int))
+  with pytest.raises(ValueError, match="same shape"):
+    metrics.class_balanced_accuracy(np.zeros(3, int), np.zeros(4, int))
+  with pytest.raises(ValueError, match=r"\[n, n_attr\]"):
+    metrics.class_balanced_accuracy(np.zeros((2, 2, 2), int), np.zeros((2, 2, 2), int))
+  with pytest.raises(TypeError, match="boolean"):
+    metrics.class_balanced_accuracy(np.zeros(3, int), np.zeros(3, int), where=np.ones(3))
+  # All one class, perfectly predicted: 1.0.
+  assert metrics.class_balanced_accuracy([2, 2, 2], [2, 2, 2]) == 1.0
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_annotation_precision_recall_matches_sklearn(k):
+  rng = np.random.default_rng(15 + k)
+  num_images, num_classes = 60, 9
+  scores = rng.integers(0, 5, (num_images, num_classes)).astype(float)  # ties: lower class index first
+  labels = rng.random((num_images, num_classes)) < 0.25
+  labels[:, 8] = False  # a class without ground truth: recall 0
+  predicted = np.zeros_like(labels)
+  for i in range(num_images):
+    top = sorted(range(num_classes), key=lambda c: (-scores[i, c], c))[:k]
+    predicted[i, top] = True
+  precision, recall, _, _ = sklearn.metrics.precision_recall_fscore_support(
+      labels, predicted, average=None, zero_division=0)
+  micro_p, micro_r, _, _ = sklearn.metrics.precision_recall_fscore_support(
+      labels, predicted, average="micro", zero_division=0)
+  result = metrics.annotation_precision_recall(scores, labels, k)
+  np.testing.assert_allclose(result.precision_by_class, precision)
+  np.testing.assert_allclose(result.recall_by_class, recall)
+  assert result.per_class_precision == pytest.approx(precision.mean())
+  assert result.per_class_recall == pytest.approx(recall.mean())
+  assert result.overall_precision == pytest.approx(micro_p)
+  assert result.overall_recall == pytest.approx(micro_r)
+  assert result.n_plus == np.count_nonzero(recall > 0)
+  assert result.n_plus <= 8
+
+
+def test_annotation_precision_recall_perfect_scores_and_errors():
+  labels = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], bool)
+  result = metrics.annotation_precision_recall(labels.astype(float), labels, 1)
+  assert (result.per_class_precision, result.per_class_recall, result.n_plus) == (1.0, 1.0, 3)
+  no_labels = metrics.annotation_precision_recall(np.ones((3, 3)), np.zeros((3, 3), bool), 2)
+  assert (no_labels.overall_recall, no_labels.overall_precision, no_labels.n_plus) == (0.0, 0.0, 0)
+  with pytest.raises(ValueError, match=r"\[1, 3\]"):
+    metrics.annotation_precision_recall(np.ones((3, 3)), labels, 4)
+  with pytest.raises(ValueError, match=r"\[1, 3\]"):
+    metrics.annotation_precision_recall(np.ones((3, 3)), labels, True)
+  with pytest.raises(ValueError, match="NaN"):
+    metrics.annotation_precision_recall(np.full((3, 3), np.nan), labels, 1)
+  with pytest.raises(ValueError, match="2-D"):
+    metrics.annotation_precision_recall(np.ones(3), labels[0], 1)
