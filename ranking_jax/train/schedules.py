@@ -42,6 +42,11 @@ class LossWeighting:
   combine: Callable[[Array, Mapping[str, Array], Any], tuple[Array, Mapping[str, Array]]]
 
 
+def _at_least_float32(x: Array) -> Array:
+  x = jnp.asarray(x)
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _check_names(expected: Iterable[str], given: Iterable[str], what: str) -> None:
   expected, given = sorted(expected), sorted(given)
   if expected != given:
@@ -66,7 +71,7 @@ def as_weighting(schedule: types.Schedule | LossWeighting, names: Sequence[str])
       raise ValueError(f"The schedule returned weights for {sorted(unknown)}, which are not loss terms "
                        f"({sorted(losses)}).")
     weights = {name: jnp.asarray(weights.get(name, 0.0), jnp.float32) for name in losses}
-    total = sum(weights[name] * losses[name].astype(jnp.float32) for name in losses)
+    total = sum(weights[name] * _at_least_float32(losses[name]) for name in losses)
     return total, weights
 
   return LossWeighting(names=names, init_params=dict, combine=combine)
@@ -188,7 +193,7 @@ def uncertainty(names: Sequence[str], *, init_log_variance: float = 0.0) -> Loss
     del step
     _check_names(names, losses.keys(), "The task's loss terms")
     weights = {name: 0.5 * jnp.exp(-params[name]) for name in names}
-    total = sum(weights[name] * losses[name].astype(jnp.float32) + 0.5 * params[name] for name in names)
+    total = sum(weights[name] * _at_least_float32(losses[name]) + 0.5 * params[name] for name in names)
     return total, weights
 
   return LossWeighting(names=names, init_params=init_params, combine=combine)
