@@ -214,7 +214,7 @@ def make_scene(seed: int, index: int, *, clutter_range: tuple[float, float] = (0
   """Draws the description of scene ``index`` of generator ``seed`` (no pixels are rendered).
 
   >>> scene = make_scene(0, 7)
-  >>> 1 <= len(scene.objects) <= 8, scene == make_scene(0, 7)
+  >>> 1 <= len(scene.objects) <= 8, scene.objects == make_scene(0, 7).objects
   (True, True)
   """
   if not 1 <= max_objects <= MAX_OBJECTS:
