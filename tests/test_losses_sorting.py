@@ -1,0 +1,461 @@
+"""Tests of the SoDeep rank losses against plain numpy loops written from eq. 2-10, scipy and sklearn."""
+
+from __future__ import annotations
+
+import pathlib
+
+import hypothesis
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+import sklearn.metrics
+from jax.test_util import check_grads
+
+from ranking_jax import ranks
+from ranking_jax.losses import sorting
+
+DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SETTINGS = hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Independent numpy references, written from the paper's equations.
+
+
+def np_sigmoid_ranks(scores, sharpness=10.0):
+  """Eq. 11-12 plus 1 (1-based): rank_i = 1 + sum_{j != i} 1 / (1 + exp(-lambda (s_j - s_i)))."""
+  scores = np.asarray(scores, np.float64)
+  out = np.ones(len(scores))
+  for i in range(len(scores)):
+    for j in range(len(scores)):
+      if j != i:
+        out[i] += 1.0 / (1.0 + np.exp(-sharpness * (scores[j] - scores[i])))
+  return out
+
+
+def np_exact_ranks(scores):
+  """rank 1 = highest score (scores assumed distinct)."""
+  return scipy.stats.rankdata(-np.asarray(scores, np.float64), method="ordinal").astype(np.float64)
+
+
+def np_spearman(scores, labels, mask=None, sorter=np_exact_ranks, weights=None):
+  """Eq. 2/4 normalised: 6 sum w (f(y) - rk(y*))^2 / (n (n^2 - 1)) over the valid items."""
+  scores, labels = np.asarray(scores, np.float64), np.asarray(labels, np.float64)
+  mask = np.ones(len(scores), bool) if mask is None else np.asarray(mask)
+  weights = np.ones(len(scores)) if weights is None else np.asarray(weights, np.float64)
+  s, y, w = scores[mask], labels[mask], weights[mask]
+  n = len(s)
+  if n < 2:
+    return 0.0
+  target = scipy.stats.rankdata(-y, method="average")
+  return 6.0 * np.sum(w * (sorter(s) - target) ** 2) / (n * (n ** 2 - 1))
+
+
+def np_map_rank_sum(scores, labels, sorter=np_exact_ranks):
+  """Eq. 7 per class: (sum_{j in P} f(y)_j - rel (rel + 1) / 2) / (rel n_neg)."""
+  scores, labels = np.asarray(scores, np.float64), np.asarray(labels) > 0
+  rel, n_neg = labels.sum(), (~labels).sum()
+  if rel == 0 or n_neg == 0:
+    return 0.0
+  predicted = sorter(scores)
+  return (predicted[labels].sum() - rel * (rel + 1) / 2) / (rel * n_neg)
+
+
+def np_map_ap(scores, labels, sorter=np_exact_ranks):
+  """1 - eq. 5-6 on the sorter's ranks: 1 - mean_{j in P} rank_among_positives(j) / rank(j)."""
+  scores, labels = np.asarray(scores, np.float64), np.asarray(labels) > 0
+  if labels.sum() == 0:
+    return 0.0
+  predicted = sorter(scores)
+  among_positives = sorter(scores[labels])
+  return float(np.mean(1.0 - among_positives / np.maximum(predicted[labels], 1.0)))
+
+
+def np_recall(similarities, relevance, margin=1.0, k=1, mask=None, sorter=np_exact_ranks):
+  """Eq. 9-10 per query: mean over positives p of mean over the k hardest negatives c of
+  max(0, alpha + f(Y[i])_p - f(Y[i])_c); the hardest negatives are those of smallest rank."""
+  similarities = np.asarray(similarities, np.float64)
+  relevance = np.asarray(relevance, bool)
+  mask = np.ones_like(relevance) if mask is None else np.asarray(mask, bool)
+  out = []
+  for row, rel, valid in zip(similarities, relevance, mask):
+    idx = np.flatnonzero(valid)
+    r = np.zeros(len(row))
+    r[idx] = sorter(row[idx])
+    pos = [p for p in idx if rel[p]]
+    neg = [c for c in idx if not rel[c]]
+    if not pos or not neg:
+      out.append(0.0)
+      continue
+    hard = sorted(neg, key=lambda c: r[c])[:k]
+    terms = [np.mean([max(0.0, margin + r[p] - r[c]) for c in hard]) for p in pos]
+    out.append(float(np.mean(terms)))
+  return np.array(out)
+
+
+def distinct_scores(rng, shape):
+  """Continuous random scores: ties have probability 0 (checked)."""
+  x = rng.normal(size=shape)
+  assert all(len(np.unique(row)) == row.size for row in x.reshape(-1, shape[-1]))
+  return x.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------
+# tie_averaged_ranks
+
+
+def test_tie_averaged_ranks_matches_scipy_rankdata():
+  rng = np.random.default_rng(0)
+  values = rng.integers(0, 4, size=(5, 9)).astype(np.float32)
+  got = sorting.tie_averaged_ranks(values)
+  for row, got_row in zip(values, np.asarray(got)):
+    np.testing.assert_allclose(got_row, scipy.stats.rankdata(-row, method="average"))
+
+
+def test_tie_averaged_ranks_masks_and_nonfinite():
+  values = jnp.array([3.0, jnp.nan, 1.0, 3.0, 5.0])
+  where = jnp.array([True, True, True, True, False])
+  np.testing.assert_allclose(sorting.tie_averaged_ranks(values, where=where), [1.5, 0, 3, 1.5, 0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# spearman_loss
+
+
+def test_spearman_hard_ranks_is_one_minus_scipy_spearmanr():
+  rng = np.random.default_rng(1)
+  for n in (2, 3, 7, 50):
+    scores, labels = distinct_scores(rng, (4, n)), distinct_scores(rng, (4, n))
+    got = sorting.spearman_loss(scores, labels, rank_fn=ranks.hard_ranks, reduce_fn=None)
+    want = [1.0 - scipy.stats.spearmanr(s, y).statistic for s, y in zip(scores, labels)]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    mean = sorting.spearman_loss(scores, labels, rank_fn=ranks.hard_ranks)
+    np.testing.assert_allclose(mean, np.mean(want), atol=1e-5)
+
+
+def test_spearman_sigmoid_matches_numpy_loop_with_masks_weights_and_tied_labels():
+  rng = np.random.default_rng(2)
+  scores = distinct_scores(rng, (3, 8))
+  labels = rng.integers(0, 3, size=(3, 8)).astype(np.float32)  # many ties
+  where = rng.random((3, 8)) > 0.3
+  weights = rng.random((3, 8)).astype(np.float32)
+  got = sorting.spearman_loss(scores, labels, where=where, weights=weights, reduce_fn=None)
+  want = [np_spearman(s, y, m, np_sigmoid_ranks, w) for s, y, m, w in zip(scores, labels, where, weights)]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_spearman_real_vsd_scores_with_ties():
+  path = DATA / "vsd" / "VSD_dataset.csv"
+  if not path.exists():
+    pytest.skip("shared data absent")
+  rows = [line.split(",") for line in path.read_text().splitlines() if line and line[0].isdigit()]
+  labels = np.array([float(r[1]) for r in rows[:400]], np.float32).reshape(4, 100)
+  assert any(len(np.unique(row)) < row.size for row in labels)  # real ties
+  rng = np.random.default_rng(3)
+  scores = labels + rng.normal(scale=0.3, size=labels.shape).astype(np.float32)
+  np.testing.assert_allclose(sorting.tie_averaged_ranks(labels)[0],
+                             scipy.stats.rankdata(-labels[0], method="average"))
+  got = sorting.spearman_loss(scores, labels, rank_fn=ranks.hard_ranks, reduce_fn=None)
+  np.testing.assert_allclose(got, [np_spearman(s, y) for s, y in zip(scores, labels)], atol=1e-5)
+  # With ties the normalised eq. 2 is close to, not equal to, 1 - rho (scipy corrects for ties).
+  rho = [scipy.stats.spearmanr(s, y).statistic for s, y in zip(scores, labels)]
+  np.testing.assert_allclose(got, 1.0 - np.array(rho), atol=2e-2)
+
+
+def test_spearman_edge_cases():
+  scores = jnp.array([[0.3, 0.1, 0.2], [0.3, 0.1, 0.2], [0.5, jnp.nan, 0.1]])
+  labels = jnp.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [1.0, 2.0, 3.0]])
+  where = jnp.array([[False] * 3, [True] * 3, [True] * 3])
+  per_list = sorting.spearman_loss(scores, labels, rank_fn=ranks.hard_ranks, where=where,
+                                   reduce_fn=None)
+  # Fully masked -> 0; all labels tied -> 1/2 (documented); NaN item -> masked (2 valid, reversed).
+  np.testing.assert_allclose(per_list, [0.0, 0.5, 2.0], atol=1e-6)
+  assert float(sorting.spearman_loss(jnp.array([1.0]), jnp.array([2.0]))) == 0.0
+  fully_masked = sorting.spearman_loss(scores, labels, where=jnp.zeros((3, 3), bool))
+  assert float(fully_masked) == 0.0
+  grad = jax.grad(lambda s: sorting.spearman_loss(s, labels, where=where))(scores)
+  assert np.all(np.isfinite(grad))
+  assert float(grad[2, 1]) == 0.0 and np.all(np.asarray(grad[0]) == 0.0)
+  grad = jax.grad(lambda s: sorting.spearman_loss(s, labels, where=jnp.zeros((3, 3), bool)))(scores)
+  assert np.all(np.asarray(grad) == 0.0)
+  # The NaN item behaves exactly as a masked one.
+  masked = sorting.spearman_loss(jnp.array([0.5, 0.0, 0.1]), labels[2],
+                                 where=jnp.array([True, False, True]))
+  np.testing.assert_allclose(sorting.spearman_loss(scores[2], labels[2]), masked)
+
+
+def test_spearman_one_element_lists_are_left_out_of_the_mean():
+  scores = jnp.array([[0.1, 0.2], [0.3, 0.0]])
+  labels = jnp.array([[1.0, 2.0], [1.0, 2.0]])
+  where = jnp.array([[True, True], [True, False]])
+  got = sorting.spearman_loss(scores, labels, rank_fn=ranks.hard_ranks, where=where)
+  np.testing.assert_allclose(got, 0.0, atol=1e-7)  # only list 0 counts, and it is perfectly ranked
+  got = sorting.spearman_loss(scores[::-1], labels, rank_fn=ranks.hard_ranks, where=where)
+  np.testing.assert_allclose(got, 2.0)  # list 0 reversed (rho = -1); list 1 still left out
+
+
+# ---------------------------------------------------------------------------------------------------
+# map_rank_loss
+
+
+def test_map_average_precision_form_is_one_minus_sklearn_ap():
+  rng = np.random.default_rng(4)
+  scores = distinct_scores(rng, (6, 15))
+  labels = (rng.random((6, 15)) < 0.3).astype(np.int32)
+  labels[0] = 0  # a class without positives: skipped
+  labels[1, :] = 1  # a class without negatives: AP = 1
+  got = sorting.map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, form="average_precision",
+                              reduce_fn=None)
+  want = [0.0] + [1.0 - sklearn.metrics.average_precision_score(y, s)
+                  for s, y in zip(scores[1:], labels[1:])]
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  mean = sorting.map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, form="average_precision")
+  np.testing.assert_allclose(mean, np.mean(want[1:]), atol=1e-6)  # classes without positives skipped
+
+
+def test_map_rank_sum_form_is_one_minus_roc_auc_and_coincides_with_ap_only_at_the_ends():
+  rng = np.random.default_rng(5)
+  scores = distinct_scores(rng, (5, 12))
+  labels = (rng.random((5, 12)) < 0.4).astype(np.int32)
+  labels[:, 0], labels[:, 1] = 1, 0
+  got = sorting.map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, reduce_fn=None)
+  want = [1.0 - sklearn.metrics.roc_auc_score(y, s) for s, y in zip(scores, labels)]
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  # Perfect ranking: both forms 0 (AP = 1); otherwise eq. 7 is not 1 - AP.
+  perfect = np.where(labels > 0, 10.0 + scores, scores).astype(np.float32)
+  for form in ("rank_sum", "average_precision"):
+    np.testing.assert_allclose(
+        sorting.map_rank_loss(perfect, labels, rank_fn=ranks.hard_ranks, form=form), 0.0, atol=1e-6)
+  ap = [sklearn.metrics.average_precision_score(y, s) for s, y in zip(scores, labels)]
+  assert not np.allclose(got, 1.0 - np.array(ap), atol=1e-3)
+  # One positive at rank r of n: eq. 7 gives (r - 1) / (n - 1), AP = 1 / r; both order lists alike.
+  n = 10
+  for r in range(1, n + 1):
+    s = -np.arange(n, dtype=np.float32)
+    y = np.zeros(n, np.int32)
+    y[r - 1] = 1
+    np.testing.assert_allclose(sorting.map_rank_loss(s, y, rank_fn=ranks.hard_ranks), (r - 1) / (n - 1),
+                               atol=1e-6)
+    np.testing.assert_allclose(sklearn.metrics.average_precision_score(y, s), 1.0 / r)
+
+
+def test_map_sigmoid_matches_numpy_loops():
+  rng = np.random.default_rng(6)
+  scores = distinct_scores(rng, (4, 9))
+  labels = (rng.random((4, 9)) < 0.4).astype(np.float32)
+  labels[:, 0] = 1.0
+  for form, reference in (("rank_sum", np_map_rank_sum), ("average_precision", np_map_ap)):
+    got = sorting.map_rank_loss(scores, labels, form=form, reduce_fn=None)
+    want = [reference(s, y, np_sigmoid_ranks) for s, y in zip(scores, labels)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_map_weights_and_masks():
+  scores = jnp.array([0.9, 0.8, 0.3, 0.1, 0.5])
+  labels = jnp.array([1, 0, 1, 0, 1])
+  where = jnp.array([True, True, True, True, False])
+  weights = jnp.array([2.0, 1.0, 0.5, 1.0, 7.0])
+  got = sorting.map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, where=where, weights=weights)
+  # Valid positives: item 0 (no negative above: 0) and item 2 (one of two negatives above: 1/2).
+  np.testing.assert_allclose(got, (2.0 * 0.0 + 0.5 * 0.5) / 2)
+  got = sorting.map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, where=where, weights=weights,
+                              form="average_precision")
+  np.testing.assert_allclose(got, (2.0 * (1 - 1 / 1) + 0.5 * (1 - 2 / 3)) / 2, rtol=1e-6)
+
+
+def test_map_edge_cases():
+  scores = jnp.array([[0.2, jnp.nan, 0.1], [0.2, 0.3, 0.1]])
+  no_positives = jnp.zeros((2, 3))
+  for form in ("rank_sum", "average_precision"):
+    assert float(sorting.map_rank_loss(scores, no_positives, form=form)) == 0.0
+    grad = jax.grad(lambda s: sorting.map_rank_loss(s, no_positives, form=form))(scores)
+    assert np.all(np.asarray(grad) == 0.0)
+    labels = jnp.array([[0, 1, 1], [1, 0, 0]])
+    grad = jax.grad(lambda s: sorting.map_rank_loss(s, labels, form=form))(scores)
+    assert np.all(np.isfinite(grad)) and float(grad[0, 1]) == 0.0
+    # All scores tied: finite, and the sigmoid sorter gives every item the same rank.
+    tied = sorting.map_rank_loss(jnp.zeros((2, 3)), labels, form=form, reduce_fn=None)
+    assert np.all(np.isfinite(tied))
+    one = sorting.map_rank_loss(jnp.array([0.3]), jnp.array([1]), form=form)
+    assert float(one) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# recall_rank_loss
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_recall_matches_numpy_loop(k):
+  rng = np.random.default_rng(7 + k)
+  similarities = distinct_scores(rng, (5, 8))
+  relevance = rng.random((5, 8)) < 0.25
+  relevance[:, 0] = True
+  relevance[4] = False  # a query without relevant item: left out
+  where = rng.random((5, 8)) > 0.15
+  where[:, 0] = True
+  for rank_fn, sorter in ((ranks.hard_ranks, np_exact_ranks), (ranks.sigmoid_ranks, np_sigmoid_ranks)):
+    got = sorting.recall_rank_loss(similarities, relevance, rank_fn=rank_fn, margin=0.7, k=k,
+                                   where=where, reduce_fn=None)
+    want = np_recall(similarities, relevance, margin=0.7, k=k, mask=where, sorter=sorter)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    mean = sorting.recall_rank_loss(similarities, relevance, rank_fn=rank_fn, margin=0.7, k=k,
+                                    where=where)
+    np.testing.assert_allclose(mean, np.mean(want[:4]), rtol=1e-5, atol=1e-5)
+
+
+def test_recall_zero_iff_relevant_items_come_first():
+  rng = np.random.default_rng(9)
+  similarities = distinct_scores(rng, (6, 7))
+  relevance = np.zeros((6, 7), bool)
+  relevance[np.arange(6), np.arange(6)] = True
+  got = np.asarray(sorting.recall_rank_loss(similarities, relevance, rank_fn=ranks.hard_ranks,
+                                            reduce_fn=None))
+  first = np.argmax(similarities, axis=-1) == np.arange(6)
+  np.testing.assert_array_equal(got == 0.0, first)
+  # Margin 1 on exact ranks: a match that is not first faces a rank-1 negative, so the loss is its rank.
+  match_rank = np.array([np_exact_ranks(row)[i] for i, row in enumerate(similarities)])
+  np.testing.assert_allclose(got[~first], match_rank[~first])
+
+
+def test_recall_edge_cases():
+  similarities = jnp.array([[0.5, jnp.inf, 0.1], [0.2, 0.3, 0.4], [0.1, 0.2, 0.3]])
+  relevance = jnp.array([[True, False, False], [True, True, True], [False, False, False]])
+  per_query = sorting.recall_rank_loss(similarities, relevance, reduce_fn=None)
+  assert np.all(np.isfinite(per_query))
+  np.testing.assert_allclose(per_query[1:], 0.0)  # no negatives / no positives
+  grad = jax.grad(lambda s: sorting.recall_rank_loss(s, relevance))(similarities)
+  assert np.all(np.isfinite(grad)) and float(grad[0, 1]) == 0.0
+  assert float(sorting.recall_rank_loss(similarities, relevance, where=jnp.zeros((3, 3), bool))) == 0.0
+  # k larger than the gallery uses every negative.
+  a = sorting.recall_rank_loss(similarities, relevance, k=10)
+  b = sorting.recall_rank_loss(similarities, relevance, k=3)
+  np.testing.assert_allclose(a, b)
+  # Numeric relevance is accepted (relevant iff > 0).
+  np.testing.assert_allclose(sorting.recall_rank_loss(similarities, relevance.astype(jnp.float32)),
+                             sorting.recall_rank_loss(similarities, relevance))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared properties: errors, gradients, invariances, jit/vmap, dtypes, custom sorters.
+
+LOSSES = {
+    "spearman": lambda s, y, **kw: sorting.spearman_loss(s, y, **kw),
+    "map_rank_sum": lambda s, y, **kw: sorting.map_rank_loss(s, (y > 0.2).astype(jnp.float32), **kw),
+    "map_ap": lambda s, y, **kw: sorting.map_rank_loss(s, (y > 0.2).astype(jnp.float32),
+                                                       form="average_precision", **kw),
+    "recall": lambda s, y, **kw: sorting.recall_rank_loss(s, y > 0.2, **kw),
+    "recall_k2": lambda s, y, **kw: sorting.recall_rank_loss(s, y > 0.2, k=2, **kw),
+}
+
+
+def test_wrong_shapes_and_options_raise():
+  s, y = jnp.zeros((2, 3)), jnp.zeros((2, 4))
+  with pytest.raises(ValueError, match="same shape"):
+    sorting.spearman_loss(s, y)
+  with pytest.raises(ValueError, match="same shape"):
+    sorting.map_rank_loss(s, y)
+  with pytest.raises(ValueError, match="same shape"):
+    sorting.recall_rank_loss(s, y)
+  with pytest.raises(ValueError, match="at least 1"):
+    sorting.spearman_loss(jnp.float32(1.0), jnp.float32(1.0))
+  with pytest.raises(ValueError, match="form"):
+    sorting.map_rank_loss(s, s, form="ndcg")
+  with pytest.raises(ValueError, match="`k`"):
+    sorting.recall_rank_loss(s, s, k=0)
+  with pytest.raises(TypeError, match="boolean"):
+    sorting.spearman_loss(s, s, where=jnp.ones((2, 3)))
+  with pytest.raises(ValueError, match="rank_fn"):
+    sorting.spearman_loss(s, s, rank_fn=lambda x, where=None: x[..., :1])
+  with pytest.raises(TypeError, match="rank_fn"):
+    sorting.spearman_loss(s, s, rank_fn=3)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_finite_difference_gradients_float64(name):
+  loss = LOSSES[name]
+  rng = np.random.default_rng(10)
+  with jax.enable_x64(True):
+    scores = jnp.asarray(rng.normal(size=(2, 6)) * 0.3, jnp.float64)
+    labels = jnp.asarray(rng.random((2, 6)), jnp.float64)
+    labels = labels.at[:, 0].set(0.9).at[:, 1].set(0.0)  # a positive and a negative in every list
+    where = jnp.array([[True] * 6, [True, True, True, False, True, True]])
+    fn = lambda s: loss(s, labels, where=where, rank_fn=ranks.sigmoid_ranks)
+    assert fn(scores).dtype == jnp.float64
+    assert float(jnp.abs(jax.grad(fn)(scores)).max()) > 0
+    check_grads(fn, (scores,), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_jit_vmap_bfloat16_and_custom_rank_fn(name):
+  loss = LOSSES[name]
+  rng = np.random.default_rng(11)
+  scores = jnp.asarray(rng.normal(size=(3, 4, 6)), jnp.float32)
+  labels = jnp.asarray(rng.random((3, 4, 6)), jnp.float32).at[..., 0].set(0.9).at[..., 1].set(0.0)
+  eager = loss(scores, labels, reduce_fn=None)
+  np.testing.assert_allclose(jax.jit(lambda s, y: loss(s, y, reduce_fn=None))(scores, labels), eager,
+                             rtol=1e-6, atol=1e-6)
+  vmapped = jax.vmap(lambda s, y: loss(s, y, reduce_fn=None))(scores, labels)
+  np.testing.assert_allclose(vmapped, eager, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(jax.jit(loss)(scores, labels), jnp.mean(eager), rtol=1e-6)
+  # bfloat16 inputs: computed in float32, equal to the float32 loss of the rounded inputs.
+  low = loss(scores.astype(jnp.bfloat16), labels.astype(jnp.bfloat16))
+  assert low.dtype == jnp.float32
+  rounded = loss(scores.astype(jnp.bfloat16).astype(jnp.float32),
+                 labels.astype(jnp.bfloat16).astype(jnp.float32))
+  np.testing.assert_allclose(low, rounded, rtol=1e-6)
+  grad = jax.grad(lambda s: loss(s, labels.astype(jnp.bfloat16)))(scores.astype(jnp.bfloat16))
+  assert grad.dtype == jnp.bfloat16 and np.all(np.isfinite(np.asarray(grad, np.float32)))
+  # A custom rank_fn is honoured.
+  soft = lambda s, where=None: ranks.sigmoid_ranks(s, where=where, sharpness=2.0)
+  custom = loss(scores, labels, rank_fn=soft, reduce_fn=None)
+  exact = loss(scores, labels, rank_fn=ranks.hard_ranks, reduce_fn=None)
+  assert not np.allclose(custom, eager)
+  # Sharper sigmoid sorters approach the exact ranks.
+  sharp = lambda s, where=None: ranks.sigmoid_ranks(s, where=where, sharpness=1e4)
+  np.testing.assert_allclose(loss(scores, labels, rank_fn=sharp, reduce_fn=None), exact, atol=1e-3)
+
+
+def test_custom_rank_fn_matches_numpy_reference():
+  rng = np.random.default_rng(12)
+  scores, labels = distinct_scores(rng, (7,)), distinct_scores(rng, (7,))
+  soft = lambda s, where=None: ranks.sigmoid_ranks(s, where=where, sharpness=2.0)
+  np.testing.assert_allclose(sorting.spearman_loss(scores, labels, rank_fn=soft),
+                             np_spearman(scores, labels, sorter=lambda s: np_sigmoid_ranks(s, 2.0)),
+                             rtol=1e-5)
+
+
+_JITTED = {name: jax.jit(lambda s, y, loss=loss: loss(s, y, reduce_fn=None)) for name, loss in LOSSES.items()}
+_JITTED_HARD = {name: jax.jit(lambda s, y, loss=loss: loss(s, y, rank_fn=ranks.hard_ranks, reduce_fn=None))
+                for name, loss in LOSSES.items()}
+_floats = st.floats(-3.0, 3.0, allow_nan=False, width=32)
+
+
+@SETTINGS
+@hypothesis.given(scores=hnp.arrays(np.float32, (2, 6), elements=_floats),
+                  labels=hnp.arrays(np.float32, (2, 6), elements=st.floats(0.0, 1.0, width=32)),
+                  permutation=st.permutations(range(6)))
+def test_permutation_invariance(scores, labels, permutation):
+  labels[:, 0], labels[:, 1] = 0.9, 0.0
+  for name, loss in _JITTED.items():
+    before = loss(scores, labels)
+    after = loss(scores[:, permutation], labels[:, permutation])
+    np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@SETTINGS
+@hypothesis.given(scores=hnp.arrays(np.float32, (2, 6), elements=_floats, unique=True),
+                  labels=hnp.arrays(np.float32, (2, 6), elements=st.integers(0, 4).map(float)))
+def test_invariance_to_strictly_increasing_transforms(scores, labels):
+  # Of the labels (small integers, so ties are frequent): the Spearman loss only sees their ranks.
+  spearman = _JITTED["spearman"]
+  np.testing.assert_allclose(spearman(scores, np.exp(3.0 * labels) - 7.0), spearman(scores, labels),
+                             rtol=1e-5, atol=1e-6)
+  # Of the scores, with the exact sorter: every loss only sees their ranks.
+  labels[:, 0], labels[:, 1] = 0.9, 0.0
+  transformed = np.tanh(scores) * 5.0 + scores ** 3
+  for name, loss in _JITTED_HARD.items():
+    np.testing.assert_allclose(loss(transformed, labels), loss(scores, labels), atol=1e-5, err_msg=name)
