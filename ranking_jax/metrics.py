@@ -101,9 +101,14 @@ def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
 
 def _tied_pairs(run_starts: np.ndarray) -> int:
   """Number of tied pairs, sum over runs of t (t - 1) / 2, from the run-start flags."""
+  if run_starts.all():
+    return 0
   starts = np.flatnonzero(run_starts)
   lengths = np.diff(np.append(starts, run_starts.size)).astype(np.int64)
   return int(np.sum(lengths * (lengths - 1) // 2))
+
+
+_SMALL_GROUP = 8  # group size below which _count_inversions finishes by direct comparisons
 
 
 def _count_inversions(values: np.ndarray, num_bits: int) -> int:
@@ -114,7 +119,9 @@ def _count_inversions(values: np.ndarray, num_bits: int) -> int:
   A pair that first differs at bit b is an inversion iff the 1 comes before the 0; each 0 therefore
   contributes the number of 1s before it in its group, which is exactly how far it moves left when the
   group is stably partitioned by bit b (zeros first) for the next pass. The partition is computed with one
-  cumulative sum, without re-sorting. All counts are exact integers.
+  cumulative sum, without re-sorting. Once every group holds at most ``_SMALL_GROUP`` items, the inversions
+  left inside the groups are counted by comparing each item with its next few neighbours. All counts are
+  exact integers.
   """
   n = values.size
   # int32 halves the memory traffic; 2 * n must fit for the position arithmetic below.
@@ -131,13 +138,23 @@ def _count_inversions(values: np.ndarray, num_bits: int) -> int:
   bounds = np.array([0, n], dtype=np.int64)  # group boundaries, 0 first and n last
   total = 0
   for b in range(num_bits - 1, -1, -1):
+    group_sizes = np.diff(bounds)
+    largest = int(group_sizes.max())
+    if largest <= _SMALL_GROUP:
+      # Tiny groups (the last passes when values are distinct): compare each item with the next few
+      # items of its group directly, instead of paying per-group bookkeeping on ~n groups per pass.
+      np.right_shift(current, b + 1, out=key)
+      for shift in range(1, largest):
+        same_group = key[shift:] == key[:-shift]
+        total += int(np.count_nonzero(same_group & (current[:-shift] > current[shift:])))
+      break
     np.right_shift(current, b, out=key)  # key = 2 * group prefix + bit
     np.bitwise_and(key, 1, out=bit)
     np.equal(bit, 0, out=is_zero)
     np.cumsum(is_zero, dtype=dtype, out=zeros_incl)
     zeros_at_bounds = zeros_upto[bounds].astype(np.int64)
     zeros = np.diff(zeros_at_bounds)
-    ones = np.diff(bounds) - zeros
+    ones = group_sizes - zeros
     ones_before_group = np.cumsum(ones) - ones
     total_zeros = int(zeros_at_bounds[-1])
     # sum over zeros of (old position - new position); sum_zeros i = n Z - sum_i zeros_incl[i].
@@ -214,8 +231,8 @@ def kendall_tau(x: ArrayLike, y: ArrayLike, *, variant: str = "b") -> float:
   n = x.size
   order_y = np.argsort(y)
   y_starts = _run_starts(y[order_y])
-  dense_y = np.empty(n, dtype=np.int64)
-  dense_y[order_y] = np.cumsum(y_starts) - 1
+  dense_y = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
+  dense_y[order_y] = np.cumsum(y_starts, dtype=dense_y.dtype) - 1
   num_y_values = int(np.count_nonzero(y_starts))
   order_x = np.argsort(x)
   x_starts = _run_starts(x[order_x])
@@ -225,7 +242,7 @@ def kendall_tau(x: ArrayLike, y: ArrayLike, *, variant: str = "b") -> float:
   tied_xy = 0
   if tied_x:
     # Inside a block of tied x, order by y: those pairs must not count as inversions.
-    joint_key = (np.cumsum(x_starts) - 1) * num_y_values + y_ranks
+    joint_key = (np.cumsum(x_starts, dtype=np.int64) - 1) * num_y_values + y_ranks
     order_xy = np.argsort(joint_key)
     y_ranks = y_ranks[order_xy]
     tied_xy = _tied_pairs(_run_starts(joint_key[order_xy]))
