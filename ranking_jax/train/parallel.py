@@ -23,7 +23,7 @@ the gradient of the global-batch loss.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import flax
 import flax.linen as nn
@@ -141,16 +141,16 @@ def local_device_count() -> int:
   return jax.local_device_count()
 
 
-def replicate(tree: Any, axis_name: str = AXIS_NAME) -> Any:
+def replicate(tree: Any, axis_name: str = AXIS_NAME, devices: Sequence[jax.Device] | None = None) -> Any:
   """Copies a host pytree onto every local device (leading device axis).
 
   Goes through a ``pmap``-ed identity rather than ``flax.jax_utils.replicate`` so that the arrays carry
   exactly the sharding of the train step's outputs (a mesh over ``axis_name``): the step then sees the
   same input signature on its first call as on every later one and is compiled once.
   """
-  n = jax.local_device_count()
+  n = len(devices) if devices is not None else jax.local_device_count()
   stacked = jax.tree_util.tree_map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), tree)
-  return jax.pmap(lambda x: x, axis_name=axis_name)(stacked)
+  return jax.pmap(lambda x: x, axis_name=axis_name, devices=devices)(stacked)
 
 
 def unreplicate(tree: Any) -> Any:

@@ -116,6 +116,64 @@ def _mean_metrics(history: list[Mapping[str, Any]]) -> dict[str, float]:
   return {k: float(np.mean([np.asarray(m[k])[0] for m in host])) for k in host[0]}
 
 
+@dataclasses.dataclass
+class _SetUp:
+  plan: config_lib.StepPlan
+  weighting: schedules_lib.LossWeighting
+  tx: Any
+  learning_rate_fn: Callable[[Any], Any]
+  state: state_lib.TrainState
+
+
+def _set_up(config: Any, task: Task) -> _SetUp:
+  """Everything derived from (config, task) before training: plan, weighting, optimizer, initial state."""
+  process_index, process_count = jax.process_index(), jax.process_count()
+  plan = config_lib.plan_steps(config, num_train_examples=task.num_train_examples,
+                               steps_per_epoch_override=task.steps_per_epoch)
+  per_process = config_lib.per_process_batch_size(int(config.batch_size), process_count,
+                                                  jax.local_device_count())
+  weighting = schedules_lib.resolve(task.schedule, config.multitask, tuple(task.loss_terms),
+                                    steps_per_epoch=plan.steps_per_epoch)
+  # Weight decay applies to the model's parameters, never to learned loss weights.
+  decay_mask = lambda params: {"model": jax.tree_util.tree_map(lambda _: True, params["model"]),
+                               "loss_weights": jax.tree_util.tree_map(lambda _: False,
+                                                                      params["loss_weights"])}
+  tx, learning_rate_fn = optim.make_optimizer(config.optimizer, steps_per_epoch=plan.steps_per_epoch,
+                                              total_steps=plan.total_steps, weight_decay_mask=decay_mask)
+  # Shapes for initialisation come from the first training batch (one device's slice).
+  first_batch = next(iter(task.make_train_iterator(0, process_index, process_count)))
+  leading = {np.shape(x)[0] for x in jax.tree_util.tree_leaves(first_batch)}
+  if leading != {per_process}:
+    raise ValueError(f"The train iterator must yield per-process batches of {per_process} examples "
+                     f"(config.batch_size // process_count), got leading sizes {sorted(leading)}.")
+  if "inputs" not in first_batch:
+    raise ValueError(f"A training batch must hold the model inputs under 'inputs'; got keys "
+                     f"{sorted(first_batch)}.")
+  example_inputs = jax.tree_util.tree_map(lambda x: parallel.shard(x)[0], first_batch["inputs"])
+  state = state_lib.create_train_state(task.model, tx, example_inputs, jax.random.PRNGKey(int(config.seed)),
+                                       weighting.init_params())
+  return _SetUp(plan, weighting, tx, learning_rate_fn, state)
+
+
+def load_state(config: Any, workdir: str, task: Task | Callable[[Any], Task],
+               step: Optional[int] = None) -> state_lib.TrainState:
+  """The host :class:`TrainState` saved by a run of ``(config, task)`` in ``workdir`` (default: latest step).
+
+  For evaluating or exporting a trained model, e.g.
+  ``variables = {"params": state.params["model"], **state.model_state}``.
+  """
+  if callable(task) and not isinstance(task, Task):
+    task = task(config)
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+  try:
+    state, restored = checkpointer.restore(_set_up(config, task).state, step)
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise FileNotFoundError(f"No checkpoint under {os.path.join(workdir, 'checkpoints')}.")
+  return state
+
+
 def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], Task]) -> dict[str, Any]:
   """Trains ``task`` as described by ``config``; resumes from ``workdir/checkpoints`` when present.
 
@@ -128,29 +186,9 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
     task = task(config)
   process_index, process_count = jax.process_index(), jax.process_count()
   is_chief = process_index == 0
-  plan = config_lib.plan_steps(config, num_train_examples=task.num_train_examples,
-                               steps_per_epoch_override=task.steps_per_epoch)
-  per_process = config_lib.per_process_batch_size(int(config.batch_size), process_count,
-                                                  jax.local_device_count())
-  loss_names = tuple(task.loss_terms)
-  weighting = schedules_lib.resolve(task.schedule, config.multitask, loss_names,
-                                    steps_per_epoch=plan.steps_per_epoch)
-  decay_mask = lambda params: {"model": jax.tree_util.tree_map(lambda _: True, params["model"]),
-                               "loss_weights": jax.tree_util.tree_map(lambda _: False,
-                                                                      params["loss_weights"])}
-  tx, learning_rate_fn = optim.make_optimizer(config.optimizer, steps_per_epoch=plan.steps_per_epoch,
-                                              total_steps=plan.total_steps, weight_decay_mask=decay_mask)
-
-  # Shapes for initialisation come from the first training batch (one device's slice).
-  first_batch = next(iter(task.make_train_iterator(0, process_index, process_count)))
-  leading = {np.shape(x)[0] for x in jax.tree_util.tree_leaves(first_batch)}
-  if leading != {per_process}:
-    raise ValueError(f"The train iterator must yield per-process batches of {per_process} examples "
-                     f"(config.batch_size // process_count), got leading sizes {sorted(leading)}.")
-  example_inputs = jax.tree_util.tree_map(lambda x: parallel.shard(x)[0], first_batch["inputs"])
-  rng = jax.random.PRNGKey(int(config.seed))
-  state = state_lib.create_train_state(task.model, tx, example_inputs, rng, weighting.init_params())
-  del first_batch
+  setup = _set_up(config, task)
+  plan, weighting, tx, learning_rate_fn, state = (setup.plan, setup.weighting, setup.tx,
+                                                  setup.learning_rate_fn, setup.state)
 
   writer = writers.MetricWriter(workdir, enabled=is_chief)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
