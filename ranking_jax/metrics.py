@@ -42,6 +42,8 @@ _TIES = ("pessimistic", "optimistic")
 def _as_numeric(name: str, x: ArrayLike, *, allow_nan: bool = False) -> np.ndarray:
   """``x`` as a numpy array of booleans, integers or floats; raises on other dtypes and on NaN."""
   array = np.asarray(x)
+  if array.dtype.kind == "V" and array.dtype.name.startswith(("bfloat16", "float8", "float6", "float4")):
+    array = array.astype(np.float32)  # ml_dtypes floats (e.g. a bfloat16 jax.Array): exact in float32
   if array.dtype.kind not in "biuf":
     raise TypeError(f"`{name}` must hold real numbers (bool, int or float), got dtype {array.dtype}.")
   if not allow_nan and array.dtype.kind == "f" and np.isnan(array).any():
@@ -342,7 +344,10 @@ def average_precision(scores: ArrayLike, relevant: ArrayLike, *,
   11-point interpolated AP on the same precision-recall points,
 
   .. math:: \mathrm{AP}_{11} = \frac{1}{11} \sum_{t \in \{0, 0.1, \dots, 1\}}
-            \max_{\text{recall} \ge t} \text{precision} \quad (\max \emptyset = 0).
+            \max_{\text{recall} \ge t} \text{precision} \quad (\max \emptyset = 0),
+
+  with the recall levels compared exactly (the VOC devkit's ``np.arange(0, 1.1, 0.1)`` makes e.g. a recall
+  of 3/10 miss the level 0.30000000000000004).
 
   Args:
     scores: float array ``[..., n]`` (no NaN), larger is more relevant.
@@ -378,12 +383,12 @@ def average_precision(scores: ArrayLike, relevant: ArrayLike, *,
     if interpolation == "step":
       ap = np.sum(np.where(sorted_relevant, precision, 0.0), axis=-1) / num_relevant
     else:
-      recall = hits_at_threshold / num_relevant[..., None]
       # Interpolated precision: the best precision at this recall or any higher one.
       best_from_here = np.maximum.accumulate(precision[..., ::-1], axis=-1)[..., ::-1]
-      levels = np.linspace(0.0, 1.0, 11)
-      # First point whose recall reaches each level (recall is non-decreasing along the list).
-      reached = recall[..., None, :] >= levels[:, None] - 1e-12
+      # First point whose recall reaches each level t = l / 10 (recall is non-decreasing along the list),
+      # compared exactly in integers: hits / relevant >= l / 10.
+      levels = np.arange(11)
+      reached = 10 * hits_at_threshold[..., None, :] >= levels[:, None] * num_relevant[..., None, None]
       first = np.argmax(reached, axis=-1)
       values = np.take_along_axis(best_from_here, first, axis=-1)
       ap = np.mean(np.where(np.any(reached, axis=-1), values, 0.0), axis=-1)

@@ -65,14 +65,14 @@ def ap_loop(scores, relevant):
 
 
 def voc07_ap_loop(scores, relevant):
-  """The PASCAL VOC 2007 devkit's 11-point AP for untied scores (voc_ap(use_07_metric=True))."""
+  """The PASCAL VOC 2007 devkit's 11-point AP (voc_ap(use_07_metric=True)) for untied scores."""
   order = np.argsort(-np.asarray(scores))
   hits = np.cumsum(np.asarray(relevant)[order])
-  recall = hits / hits[-1]
   precision = hits / np.arange(1, len(scores) + 1)
   ap = 0.0
-  for t in np.arange(0.0, 1.1, 0.1):
-    p = np.max(precision[recall >= t]) if np.sum(recall >= t) > 0 else 0.0
+  for level in range(11):  # t = level / 10; recall >= t compared exactly: 10 hits >= level |R|
+    reached = 10 * hits >= level * hits[-1]
+    p = np.max(precision[reached]) if np.sum(reached) > 0 else 0.0
     ap += p / 11.0
   return ap
 
@@ -304,6 +304,27 @@ def test_average_precision_voc07_matches_devkit_loop():
     relevant[-1] = True
     assert (metrics.average_precision(scores, relevant, interpolation="voc07")
             == pytest.approx(voc07_ap_loop(scores, relevant), abs=1e-12))
+
+
+def test_average_precision_voc07_recall_level_is_exact():
+  # 10 relevant items, the first 3 on top: recall 3/10 reaches the level 0.3 (precision 1 up to there).
+  scores = -np.arange(20.0)
+  relevant = np.zeros(20, bool)
+  relevant[:3] = True
+  relevant[10:17] = True
+  # Levels 0-0.3: precision 1; levels 0.4-1: the best later precision is 10/17 (all 10 found at rank 17).
+  # The devkit's float levels would drop level 0.3 to 10/17 as well: (3 + 8 * 10 / 17) / 11.
+  expected = (4 * 1.0 + 7 * 10 / 17) / 11
+  assert metrics.average_precision(scores, relevant, interpolation="voc07") == pytest.approx(expected)
+
+
+def test_metrics_accept_bfloat16_jax_arrays():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  scores = jnp.array([[0.5, 0.25, 1.0]], dtype=jnp.bfloat16)
+  labels = np.array([[True, False, False]])
+  assert metrics.average_precision(scores, labels)[0] == pytest.approx(0.5)
+  assert metrics.recall_at_k(scores, labels, 2) == 1.0
+  assert metrics.kendall_tau(scores[0], jnp.array([2.0, 1.0, 3.0])) == 1.0
 
 
 def test_average_precision_no_relevant_and_all_ties():
