@@ -352,6 +352,16 @@ def test_mean_average_precision_skips_lists_without_relevant_items():
     metrics.mean_average_precision(scores, labels, axis=2)
 
 
+def test_mean_average_precision_over_queries_is_sklearn_lrap():
+  # Label ranking average precision is the tie-aware AP of each row, averaged over rows (all with a positive).
+  rng = np.random.default_rng(16)
+  scores = rng.integers(0, 6, (25, 10)).astype(float)
+  labels = rng.random((25, 10)) < 0.3
+  labels[:, 4] = True
+  expected = sklearn.metrics.label_ranking_average_precision_score(labels, scores)
+  assert metrics.mean_average_precision(scores, labels) == pytest.approx(expected, abs=1e-12)
+
+
 def test_average_precision_errors():
   with pytest.raises(ValueError, match="NaN"):
     metrics.average_precision([0.1, np.nan], [True, False])
