@@ -75,9 +75,9 @@ def sigmoid_ranks(scores: Array, *, where: Optional[Array] = None, sharpness: fl
 #
 # Gradients. PAV only decides the partition of the sorted list into pooled blocks; the partition is
 # piecewise constant in the input, so it is computed without gradient (integers) and the solution is then
-# written in closed form per block with segment sums: l2: v_B = mean_B(s - w), kl: v_B = logsumexp(s_B) -
-# logsumexp(w_B). Differentiating that closed form gives exactly the Jacobian of the isotonic solution
-# (Blondel et al., Lemma 1: block-wise averaging for l2, block-wise softmax for kl) in O(n), never
+# written in closed form per block: l2: v_B = mean_B(s) - mean_B(w), kl: v_B = logsumexp(s_B) -
+# log(sum_B e^w). Differentiating that closed form gives exactly the Jacobian of the isotonic solution
+# (block-wise averaging for l2, block-wise softmax for kl; Blondel et al., Sec. 5) in O(n), never
 # differentiates the while loop, and also serves forward mode and higher orders.
 # ---------------------------------------------------------------------------------------------------------
 
@@ -142,21 +142,29 @@ def _pav_row(first_in: Array, second_in: Array, length: Array, regularization: s
   return top, sizes
 
 
-def _pav_partition_impl(first_in: Array, second_in: Array, lengths: Array, regularization: str) -> Array:
-  """Block id of every item of ``[rows, n]`` lists (ids increase along the list; ``n`` past the length)."""
+def _pav_blocks_impl(first_in: Array, second_in: Array, lengths: Array, regularization: str):
+  """Pooled blocks of ``[rows, n]`` lists: per item, its block id, block start and block size (int32).
+
+  Ids increase along the list; items at or beyond the row's length get id ``n``, start = own position,
+  size 1.
+  """
   rows, n = first_in.shape
   # One scalar loop per row, rows one after the other: it compiles to tight code on CPU, whereas batching
   # the loop state (plain vmap) turns every step into gathers/scatters and runs 10-100x slower.
   top, sizes = jax.lax.map(lambda row: _pav_row(*row, regularization), (first_in, second_in, lengths))
-  slots = jnp.arange(n)
+  positions = jnp.arange(n)
   starts = jnp.cumsum(sizes, axis=-1) - sizes
-  starts = jnp.where(slots[None, :] < top[:, None], starts, n)  # stale slots scatter out of range
+  starts = jnp.where(positions[None, :] < top[:, None], starts, n)  # stale slots scatter out of range
   markers = jnp.zeros((rows, n), jnp.int32).at[jnp.arange(rows)[:, None], starts].add(1, mode="drop")
   blocks = jnp.cumsum(markers, axis=-1) - 1
-  return jnp.where(slots[None, :] < lengths[:, None], blocks, n)
+  inside = positions[None, :] < lengths[:, None]
+  blocks = jnp.where(inside, blocks, 0)
+  item_starts = jnp.where(inside, jnp.take_along_axis(starts, blocks, axis=-1), positions[None, :])
+  item_sizes = jnp.where(inside, jnp.take_along_axis(sizes, blocks, axis=-1), 1)
+  return jnp.where(inside, blocks, n), item_starts, item_sizes
 
 
-def _fold_vmap_rule(partition_fn):
+def _fold_vmap_rule(blocks_fn):
   """vmap rule: fold the mapped axis into the rows rather than batching the while loop's state."""
 
   def rule(axis_size, in_batched, first_in, second_in, lengths):
@@ -165,69 +173,38 @@ def _fold_vmap_rule(partition_fn):
       if not batched:
         arg = jnp.broadcast_to(arg, (axis_size,) + arg.shape)
       args.append(arg.reshape((-1,) + arg.shape[2:]))
-    blocks = partition_fn(*args)
-    return blocks.reshape((axis_size, -1) + blocks.shape[1:]), True
+    outs = blocks_fn(*args)
+    return tuple(out.reshape((axis_size, -1) + out.shape[1:]) for out in outs), (True, True, True)
 
   return rule
 
 
 @jax.custom_batching.custom_vmap
-def _pav_partition_l2(first_in: Array, second_in: Array, lengths: Array) -> Array:
-  return _pav_partition_impl(first_in, second_in, lengths, "l2")
+def _pav_blocks_l2(first_in: Array, second_in: Array, lengths: Array):
+  return _pav_blocks_impl(first_in, second_in, lengths, "l2")
 
 
 @jax.custom_batching.custom_vmap
-def _pav_partition_kl(first_in: Array, second_in: Array, lengths: Array) -> Array:
-  return _pav_partition_impl(first_in, second_in, lengths, "kl")
+def _pav_blocks_kl(first_in: Array, second_in: Array, lengths: Array):
+  return _pav_blocks_impl(first_in, second_in, lengths, "kl")
 
 
-_pav_partition_l2.def_vmap(_fold_vmap_rule(_pav_partition_l2))
-_pav_partition_kl.def_vmap(_fold_vmap_rule(_pav_partition_kl))
+_pav_blocks_l2.def_vmap(_fold_vmap_rule(_pav_blocks_l2))
+_pav_blocks_kl.def_vmap(_fold_vmap_rule(_pav_blocks_kl))
 
 
-def _segment_rows(op, values: Array, blocks: Array) -> Array:
-  """Per-row segment reduction of ``values [rows, n]`` over ids ``blocks [rows, n]`` in ``[0, n]``."""
+def _pav_blocks(first_in: Array, second_in: Array, lengths: Array, regularization: str):
+  """Partition (no gradient) of each sorted row into the pooled blocks of the isotonic solution."""
+  blocks_fn = _pav_blocks_l2 if regularization == "l2" else _pav_blocks_kl
+  return blocks_fn(jax.lax.stop_gradient(first_in), jax.lax.stop_gradient(second_in), lengths)
+
+
+def _block_sum(values: Array, blocks: Array) -> Array:
+  """Sum of ``values [rows, n]`` over each item's block, per item (ids ``n`` form a junk block)."""
   rows, n = values.shape
   flat_ids = (blocks + (n + 1) * jnp.arange(rows)[:, None]).reshape(-1)
-  reduced = op(values.reshape(-1), flat_ids, num_segments=rows * (n + 1))
-  return reduced.reshape(rows, n + 1)
-
-
-def _per_item(per_block: Array, blocks: Array) -> Array:
-  return jnp.take_along_axis(per_block, blocks, axis=-1)
-
-
-def _segment_logsumexp(values: Array, blocks: Array) -> Array:
-  """``logsumexp`` of each block, per item (items with id ``n`` get garbage, masked by callers)."""
-  block_max = jax.lax.stop_gradient(_segment_rows(jax.ops.segment_max, values, blocks))
-  block_max = jnp.where(jnp.isfinite(block_max), block_max, 0.0)
-  shift = _per_item(block_max, blocks)
-  sums = _segment_rows(jax.ops.segment_sum, jnp.exp(values - shift), blocks)
-  return jnp.log(_per_item(sums, blocks)) + shift
-
-
-def _isotonic_decreasing(s: Array, w: Array, lengths: Array, regularization: str) -> Array:
-  r"""Solution ``v [rows, n]`` of the isotonic problems of Blondel et al. (Prop. 3) on each row.
-
-  .. math::
-    v_Q(s, w) = \arg\min_{v_1 \ge \dots \ge v_m} \tfrac12 \|v - (s - w)\|^2, \qquad
-    v_E(s, w) = \arg\min_{v_1 \ge \dots \ge v_m} \langle e^{s - v}, 1\rangle + \langle e^{w}, v\rangle
-
-  over the first ``lengths[row]`` items; 0 beyond them. Differentiable in ``s`` and ``w`` (exact Jacobian).
-  """
-  n = s.shape[-1]
-  stats = (s - w, jnp.ones_like(s)) if regularization == "l2" else (s, w)
-  partition_fn = _pav_partition_l2 if regularization == "l2" else _pav_partition_kl
-  blocks = partition_fn(*(jax.lax.stop_gradient(x) for x in stats), lengths)
-  inside = blocks < n
-  if regularization == "l2":
-    sums = _segment_rows(jax.ops.segment_sum, jnp.where(inside, s - w, 0.0), blocks)
-    sizes = _segment_rows(jax.ops.segment_sum, inside.astype(s.dtype), blocks)
-    v = _per_item(sums, blocks) / jnp.where(inside, _per_item(sizes, blocks), 1.0)
-  else:
-    v = _segment_logsumexp(jnp.where(inside, s, 0.0), blocks) - _segment_logsumexp(
-        jnp.where(inside, w, 0.0), blocks)
-  return jnp.where(inside, v, 0.0)
+  sums = jax.ops.segment_sum(values.reshape(-1), flat_ids, num_segments=rows * (n + 1))
+  return jnp.take_along_axis(sums.reshape(rows, n + 1), blocks, axis=-1)
 
 
 def _check_regularization(regularization: str, regularization_strength) -> None:
@@ -322,14 +299,30 @@ def soft_ranks(scores: Array, *, where: Optional[Array] = None, regularization_s
   theta, _, order, lengths = _sorted_valid_first(scores, where)
   epsilon = jnp.asarray(regularization_strength, theta.dtype)
   # s = z sorted decreasingly, z = -theta / epsilon: sorting theta increasingly, masked items last.
-  s = -jnp.take_along_axis(theta, order, axis=-1) / epsilon
-  positions = jnp.arange(n)
-  valid_sorted = positions[None, :] < lengths[:, None]
-  rho = jnp.where(valid_sorted, lengths[:, None] - positions[None, :], 1).astype(theta.dtype)
+  theta_sorted = jnp.take_along_axis(theta, order, axis=-1)
+  s = -theta_sorted / epsilon
+  positions = jnp.arange(n)[None, :]
+  lengths_ = lengths[:, None]
+  valid_sorted = positions < lengths_
+  rho = jnp.where(valid_sorted, lengths_ - positions, 1).astype(theta.dtype)
   if regularization == "l2":
-    ranks_sorted = s - _isotonic_decreasing(s, rho, lengths, "l2")
+    blocks, starts, sizes = _pav_blocks(s - rho, jnp.ones_like(s), lengths, "l2")
   else:
-    ranks_sorted = jnp.exp(s - _isotonic_decreasing(s, jnp.log(rho), lengths, "kl"))
+    blocks, starts, sizes = _pav_blocks(s, jnp.log(rho), lengths, "kl")
+  # Block B = [a, a + |B|): sum_B rho = |B| (m - a - (|B| - 1) / 2) exactly, and s is centred on s_a =
+  # max_B s, from the unscaled scores, so that small epsilon, large |s| or long blocks lose no precision
+  # (a singleton block gives exactly rho_i).
+  sizes_f = sizes.astype(theta.dtype)
+  mean_rho = (lengths_ - starts).astype(theta.dtype) - (sizes_f - 1.0) / 2.0
+  block_theta = jnp.take_along_axis(theta_sorted, starts, axis=-1)
+  centred = jnp.where(valid_sorted, (block_theta - theta_sorted) / epsilon, 0.0)
+  if regularization == "l2":
+    # r_i = s_i - v_B = s_i - mean_B(s) + mean_B(rho).
+    ranks_sorted = centred - _block_sum(centred, blocks) / sizes_f + mean_rho
+  else:
+    # r_i = exp(s_i - v_B) = softmax_B(s)_i * sum_B rho.
+    weights = jnp.exp(centred)
+    ranks_sorted = weights / _block_sum(weights, blocks) * (sizes_f * mean_rho)
   ranks_sorted = jnp.where(valid_sorted, ranks_sorted, 0.0)
   rows = jnp.arange(order.shape[0])[:, None]
   ranks = jnp.zeros_like(ranks_sorted).at[rows, order].set(ranks_sorted, unique_indices=True)
@@ -376,11 +369,17 @@ def soft_sort(scores: Array, *, where: Optional[Array] = None,
   theta, _, order, lengths = _sorted_valid_first(scores, where)
   epsilon = jnp.asarray(regularization_strength, theta.dtype)
   # Decreasing order: reverse the valid prefix of the increasing order.
-  positions = jnp.arange(n)
-  valid_sorted = positions[None, :] < lengths[:, None]
-  reversed_positions = jnp.where(valid_sorted, lengths[:, None] - 1 - positions[None, :], positions[None, :])
-  order = jnp.take_along_axis(order, reversed_positions, axis=-1)
-  theta_desc = jnp.take_along_axis(theta, order, axis=-1)
-  rho = jnp.where(valid_sorted, lengths[:, None] - positions[None, :], 0).astype(theta.dtype) / epsilon
-  values = rho - _isotonic_decreasing(rho, theta_desc, lengths, "l2")
+  positions = jnp.arange(n)[None, :]
+  lengths_ = lengths[:, None]
+  valid_sorted = positions < lengths_
+  order = jnp.take_along_axis(order, jnp.where(valid_sorted, lengths_ - 1 - positions, positions), axis=-1)
+  theta_desc = jnp.where(valid_sorted, jnp.take_along_axis(theta, order, axis=-1), 0.0)
+  rho = (lengths_ - positions).astype(theta.dtype)
+  blocks, starts, sizes = _pav_blocks(rho / epsilon - theta_desc, jnp.ones_like(theta_desc), lengths, "l2")
+  # result_i = rho_i / eps - v_B = (rho_i - mean_B rho) / eps + mean_B(theta), theta centred on the block
+  # start; rho_i - mean_B rho = a + (|B| - 1) / 2 - i exactly.
+  sizes_f = sizes.astype(theta.dtype)
+  block_theta = jnp.take_along_axis(theta_desc, starts, axis=-1)
+  mean_theta = block_theta + _block_sum(theta_desc - block_theta, blocks) / sizes_f
+  values = (starts.astype(theta.dtype) + (sizes_f - 1.0) / 2.0 - positions) / epsilon + mean_theta
   return jnp.where(valid_sorted, values, 0.0).reshape(shape).astype(out_dtype)
