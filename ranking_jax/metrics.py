@@ -163,8 +163,8 @@ def _count_inversions(values: np.ndarray, num_bits: int) -> int:
     sum_zero_positions = n * total_zeros - int(np.sum(zeros_incl, dtype=np.int64))
     sum_zero_new_positions = int(np.dot(zeros, ones_before_group)) + total_zeros * (total_zeros - 1) // 2
     total += sum_zero_positions - sum_zero_new_positions
-    # New position: a zero goes to ones_before_group + (zeros up to it) - 1, a one to
-    # zeros_through_group + (ones before it) = zeros_through_group + i - (zeros up to it).
+    # New position: a zero goes to (ones in earlier groups) + (zeros up to and including it) - 1, a one to
+    # (zeros up to the end of its group) + (ones before it anywhere) = zeros_through_group + i - zeros_incl[i].
     base = np.empty(2 * zeros.size, dtype=dtype)
     base[0::2] = ones_before_group - 1
     base[1::2] = zeros_at_bounds[1:]
