@@ -131,6 +131,21 @@ SMALL_CONFIG_FLAGS = [
 ]
 
 
+def run_command(workdir: str, *extra_flags: str) -> list[str]:
+  """The command line that trains this task with SMALL_CONFIG_FLAGS in ``workdir``."""
+  return [sys.executable, str(pathlib.Path(__file__).resolve()), f"--workdir={workdir}", *SMALL_CONFIG_FLAGS,
+          *extra_flags]
+
+
+def subprocess_env(num_devices: int | None = 4, **extra: str) -> dict[str, str]:
+  """Environment of a child run: ``num_devices`` fake CPU devices (None: JAX's default, one device)."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), **extra)
+  env.pop("XLA_FLAGS", None)
+  if num_devices is not None:
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+  return env
+
+
 def load_task_module():
   """This file as a module (the test files import it by path: tests/ is not a package)."""
   name = "ranking_jax_test_train_task"
