@@ -1,4 +1,4 @@
-"""End-to-end runs of the absl main in subprocesses: SIGKILL + resume, 1 device, bad config keys."""
+"""End-to-end runs of the absl main in subprocesses: SIGKILL + resume, bad config keys."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 _TASK_FILE = pathlib.Path(__file__).with_name("test_train_task.py")
@@ -66,7 +65,7 @@ def test_sigkill_then_restart_reproduces_the_uninterrupted_run_bitwise(reference
   workdir = tmp_path / "killed"
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   # Slow the data down so that the kill lands mid-run, after the first checkpoint (step 3).
-  process = subprocess.Popen(tt.run_command(str(workdir)), env=tt.subprocess_env(4, **{tt.SLEEP_ENV: "0.4"}),
+  process = subprocess.Popen(tt.run_command(str(workdir)), env=tt.subprocess_env(4, **{tt.SLEEP_ENV: "0.25"}),
                              cwd=tt.REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
     deadline = time.monotonic() + 90
@@ -74,7 +73,7 @@ def test_sigkill_then_restart_reproduces_the_uninterrupted_run_bitwise(reference
       if process.poll() is not None:
         pytest.fail(f"The run ended (rc={process.returncode}) before its first checkpoint.")
       time.sleep(0.05)
-    time.sleep(0.6)  # one or two more steps: the kill falls between (or during) checkpoints
+    time.sleep(0.4)  # one or two more steps: the kill falls between (or during) checkpoints
     os.kill(process.pid, signal.SIGKILL)
   finally:
     process.wait(timeout=30)
@@ -91,17 +90,6 @@ def test_sigkill_then_restart_reproduces_the_uninterrupted_run_bitwise(reference
   assert resumed["fingerprint"] == reference["fingerprint"]
   assert resumed["eval_metrics"] == reference["eval_metrics"]
   assert _train_losses(workdir) == _train_losses(reference_run)
-
-
-def test_one_device_gives_the_same_loss_curve_as_four(reference_run, tmp_path):
-  result = _run(tmp_path, num_devices=None)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "1 devices on 1 process(es)" in result.stdout
-  one, four = _train_losses(tmp_path), _train_losses(reference_run)
-  assert sorted(one) == sorted(four) == list(range(1, 13))
-  np.testing.assert_allclose([one[s] for s in sorted(one)], [four[s] for s in sorted(four)], rtol=1e-5)
-  assert _results(tmp_path)["eval_metrics"]["kendall_tau"] == pytest.approx(
-      _results(reference_run)["eval_metrics"]["kendall_tau"], abs=0.02)
 
 
 def test_misspelt_config_key_fails_listing_the_valid_keys(tmp_path):
