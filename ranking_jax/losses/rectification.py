@@ -21,6 +21,7 @@ axis ``B`` is the "list": CRL profiles and mines within it. Leading axes are ind
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -128,6 +129,11 @@ def _minority_classes_1d(labels: Array, valid: Array, num_classes: int) -> Array
   return minority & (counts >= 2)
 
 
+@functools.partial(jax.jit, static_argnums=2)
+def _minority_classes_batched(labels: Array, valid: Array, num_classes: int) -> Array:
+  return _batched(lambda l, v: _minority_classes_1d(l, v, num_classes), (1, 1), labels, valid)
+
+
 def minority_classes(labels: Array, num_classes: int, *, where: Optional[Array] = None) -> Array:
   r"""Minority classes of a batch for one attribute (batch profiling, eq. 3 of the CRL paper).
 
@@ -163,8 +169,7 @@ def minority_classes(labels: Array, num_classes: int, *, where: Optional[Array] 
   valid = (labels >= 0) & (labels < num_classes)
   if where is not None:
     valid = valid & jnp.broadcast_to(where, labels.shape)
-  fn = lambda l, v: _minority_classes_1d(l, v, num_classes)
-  return _batched(fn, (1, 1), labels, valid)
+  return _minority_classes_batched(labels, valid, num_classes)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -235,6 +240,18 @@ def _mining_inputs(scores: Array, labels: Array, where: Optional[Array]) -> Tupl
   return scores, labels, valid
 
 
+@functools.partial(jax.jit, static_argnums=3)
+def _class_level_mining_batched(scores, labels, valid, top_k: int) -> HardMining:
+  fn = lambda s, l, v: _class_level_mining_1d(s, l, v, top_k)
+  return _batched(fn, (2, 1, 1), scores, labels, valid)
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _instance_level_mining_batched(scores, labels, features, valid, top_k: int) -> HardMining:
+  fn = lambda s, l, x, v: _instance_level_mining_1d(s, l, x, v, top_k)
+  return _batched(fn, (2, 1, 2, 1), scores, labels, features, valid)
+
+
 def class_level_hard_mining(scores: Array, labels: Array, *, top_k: int,
                             where: Optional[Array] = None) -> HardMining:
   r"""Minority class-level top-K hard positives and negatives (eq. 4-5 of the CRL paper).
@@ -272,8 +289,7 @@ def class_level_hard_mining(scores: Array, labels: Array, *, top_k: int,
   """
   _check_top_k(top_k)
   scores, labels, valid = _mining_inputs(scores, labels, where)
-  fn = lambda s, l, v: _class_level_mining_1d(s, l, v, top_k)
-  return _batched(fn, (2, 1, 1), scores, labels, valid)
+  return _class_level_mining_batched(scores, labels, valid, top_k)
 
 
 def instance_level_hard_mining(scores: Array, labels: Array, *, features: Array, top_k: int,
@@ -320,8 +336,7 @@ def instance_level_hard_mining(scores: Array, labels: Array, *, features: Array,
   where = finite if where is None else (jnp.broadcast_to(where, finite.shape) & finite)
   scores, labels, valid = _mining_inputs(scores, labels, where)
   features = jnp.where(valid[..., None], features, jnp.zeros_like(features))
-  fn = lambda s, l, x, v: _instance_level_mining_1d(s, l, x, v, top_k)
-  return _batched(fn, (2, 1, 2, 1), scores, labels, features, valid)
+  return _instance_level_mining_batched(scores, labels, features, valid, top_k)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -570,6 +585,42 @@ def _crl_one_batch(logits, labels, features, valid, weights, class_masks, margin
   return l_ce + regularizer_weight * l_crl, jnp.any(sample_valid)
 
 
+@functools.partial(jax.jit, static_argnames=("num_classes", "margins", "kind", "level", "top_k", "num_bins",
+                                             "histogram_range"))
+def _crl_batches(logits, labels, features, where, weights, regularizer_weight, *, num_classes, margins,
+                 kind, level, top_k, num_bins, histogram_range):
+  """Per-batch eq. 8 values ``[...]`` and batch validity; jitted so that eager calls compile once."""
+  max_classes = logits.shape[-1]
+  dtype = _compute_dtype(logits, features)
+  logits, features = logits.astype(dtype), features.astype(dtype)
+  class_masks = jnp.arange(max_classes)[None, :] < jnp.asarray(num_classes)[:, None]  # [A, C]
+  valid = (labels >= 0) & (labels < jnp.asarray(num_classes))
+  valid = valid & jnp.all(jnp.isfinite(logits) | ~class_masks, axis=-1)
+  valid = valid & jnp.all(jnp.isfinite(features), axis=-1)
+
+  def per_label(name, x):
+    x = jnp.asarray(x)
+    if x.shape == labels.shape[:-1]:
+      x = x[..., None]
+    try:
+      return jnp.broadcast_to(x, labels.shape)
+    except ValueError:
+      raise ValueError(f"`{name}` must be [..., B] or [..., B, A] for labels {labels.shape}, got "
+                       f"{x.shape}.") from None
+
+  if where is not None:
+    valid = valid & per_label("where", where)
+  weights = jnp.ones(labels.shape, dtype) if weights is None else per_label("weights", weights).astype(dtype)
+  labels = jnp.where(valid, labels, 0)
+  logits = jnp.where(valid[..., None] & class_masks, logits, jnp.zeros_like(logits))
+  features = jnp.where(valid[..., None], features, jnp.zeros_like(features))
+
+  options = dict(kind=kind, level=level, top_k=top_k, num_bins=num_bins, histogram_range=histogram_range)
+  fn = lambda lo, la, f, v, w: _crl_one_batch(lo, la, f, v, w, class_masks, jnp.asarray(margins, dtype),
+                                              regularizer_weight.astype(dtype), **options)
+  return _batched(fn, (3, 2, 3, 2, 2), logits, labels, features, valid, weights)
+
+
 def class_rectification_loss(logits: Array, labels: Array, *, features: Array,
                              where: Optional[Array] = None, weights: Optional[Array] = None,
                              reduce_fn: ReduceFn = jnp.mean, kind: str = "relative",
@@ -679,33 +730,8 @@ def class_rectification_loss(logits: Array, labels: Array, *, features: Array,
     if len(margins) != num_attributes:
       raise ValueError(f"`margin` must be a float or {num_attributes} floats, got {margin!r}.")
 
-  dtype = _compute_dtype(logits, features)
-  logits, features = logits.astype(dtype), features.astype(dtype)
-  class_masks = jnp.arange(max_classes)[None, :] < jnp.asarray(num_classes)[:, None]  # [A, C]
-  valid = (labels >= 0) & (labels < jnp.asarray(num_classes))
-  valid = valid & jnp.all(jnp.isfinite(logits) | ~class_masks, axis=-1)
-  valid = valid & jnp.all(jnp.isfinite(features), axis=-1)
-
-  def per_label(name, x):
-    x = jnp.asarray(x)
-    if x.shape == labels.shape[:-1]:
-      x = x[..., None]
-    try:
-      return jnp.broadcast_to(x, labels.shape)
-    except ValueError:
-      raise ValueError(f"`{name}` must be [..., B] or [..., B, A] for labels {labels.shape}, got "
-                       f"{x.shape}.") from None
-
-  if where is not None:
-    valid = valid & per_label("where", where)
-  weights = jnp.ones(labels.shape, dtype) if weights is None else per_label("weights", weights).astype(dtype)
-  labels = jnp.where(valid, labels, 0)
-  logits = jnp.where(valid[..., None] & class_masks, logits, jnp.zeros_like(logits))
-  features = jnp.where(valid[..., None], features, jnp.zeros_like(features))
-
-  options = dict(kind=kind, level=level, top_k=top_k, num_bins=num_bins,
-                 histogram_range=tuple(histogram_range))
-  fn = lambda lo, la, f, v, w: _crl_one_batch(lo, la, f, v, w, class_masks, jnp.asarray(margins, dtype),
-                                              regularizer_weight, **options)
-  values, batch_valid = _batched(fn, (3, 2, 3, 2, 2), logits, labels, features, valid, weights)
+  values, batch_valid = _crl_batches(
+      logits, labels, features, where, weights, jnp.asarray(regularizer_weight), num_classes=num_classes,
+      margins=margins, kind=kind, level=level, top_k=top_k, num_bins=num_bins,
+      histogram_range=tuple(float(x) for x in histogram_range))
   return utils.reduce_loss(values, reduce_fn, where=batch_valid)
