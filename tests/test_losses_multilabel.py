@@ -1,0 +1,326 @@
+"""Tests of the multilabel annotation losses against numpy loops written from the paper's equations."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.test_util import check_grads
+
+from ranking_jax.losses import multilabel
+
+
+def _valid(scores, labels, mask):
+  valid = np.isfinite(np.asarray(scores, np.float64)) & np.isfinite(np.asarray(labels, np.float64))
+  return valid if mask is None else valid & np.asarray(mask)
+
+
+def numpy_softmax_loss(scores, labels, mask=None, weights=None):
+  """-(1/c+) sum_{j positive} w_j log p_j, p = softmax over the valid classes; one image."""
+  scores = np.asarray(scores, np.float64)
+  valid = _valid(scores, labels, mask)
+  positives = [j for j in range(len(scores)) if valid[j] and labels[j] > 0]
+  if not positives:
+    return 0.0
+  v = scores[valid]
+  log_norm = v.max() + np.log(np.sum(np.exp(v - v.max())))
+  total = 0.0
+  for j in positives:
+    w = 1.0 if weights is None else float(weights[j])
+    total -= w * (scores[j] - log_norm)
+  return total / len(positives)
+
+
+def _positives_negatives(scores, labels, mask):
+  valid = _valid(scores, labels, mask)
+  pos = [j for j in range(len(scores)) if valid[j] and labels[j] > 0]
+  neg = [k for k in range(len(scores)) if valid[k] and not labels[k] > 0]
+  return pos, neg
+
+
+def numpy_pairwise_loss(scores, labels, mask=None, weights=None, margin=1.0, normalize=False):
+  """sum_{j in C+} sum_{k in C-} w_j max(0, margin - f_j + f_k); one image."""
+  scores = np.asarray(scores, np.float64)
+  pos, neg = _positives_negatives(scores, labels, mask)
+  if not pos or not neg:
+    return 0.0
+  total = num_pairs = 0.0
+  for j in pos:
+    w = 1.0 if weights is None else float(weights[j])
+    for k in neg:
+      total += w * max(0.0, margin - scores[j] + scores[k])
+      num_pairs += w
+  return total / num_pairs if normalize else total
+
+
+def _harmonic(r):
+  return sum(1.0 / q for q in range(1, r + 1))
+
+
+def numpy_warp_exact(scores, labels, mask=None, weights=None, margin=1.0, normalize_by_rank=True):
+  """sum_j w_j L(r_j) [/ r_j] sum_{k violating} hinge_jk, r_j = number of violating negatives."""
+  scores = np.asarray(scores, np.float64)
+  pos, neg = _positives_negatives(scores, labels, mask)
+  if not pos or not neg:
+    return 0.0
+  total = 0.0
+  for j in pos:
+    hinges = [margin - scores[j] + scores[k] for k in neg]
+    hinges = [h for h in hinges if h > 0]
+    r = len(hinges)
+    if r == 0:
+      continue
+    weight = _harmonic(r) / r if normalize_by_rank else _harmonic(r)
+    total += (1.0 if weights is None else float(weights[j])) * weight * sum(hinges)
+  return total
+
+
+def numpy_warp_expectation(scores, labels, mask=None, margin=1.0, num_trials=None):
+  """Analytic expectation of the sampled WARP loss of one image.
+
+  Negatives are drawn uniformly with replacement; a draw violates with probability p = r / c-, so the
+  number of draws to the first violation is geometric, truncated at the budget min(T, c - 1); the
+  violator found is uniform over the r violators; the loss is L(floor((c - 1) / s)) times its hinge.
+  """
+  scores = np.asarray(scores, np.float64)
+  valid = _valid(scores, labels, mask)
+  pos, neg = _positives_negatives(scores, labels, mask)
+  if not pos or not neg:
+    return 0.0
+  c = int(valid.sum())
+  budget = min(len(scores) - 1 if num_trials is None else num_trials, c - 1)
+  total = 0.0
+  for j in pos:
+    hinges = [margin - scores[j] + scores[k] for k in neg]
+    hinges = [h for h in hinges if h > 0]
+    if not hinges:
+      continue
+    p = len(hinges) / len(neg)
+    expected_weight = sum((1 - p) ** (t - 1) * p * _harmonic((c - 1) // t)
+                          for t in range(1, budget + 1))
+    total += expected_weight * np.mean(hinges)
+  return total
+
+
+def _random_problem(seed, shape, positive_rate=0.4, mask_rate=0.85):
+  rng = np.random.default_rng(seed)
+  scores = rng.normal(scale=1.2, size=shape).astype(np.float32)
+  labels = (rng.random(shape) < positive_rate).astype(np.int32)
+  mask = rng.random(shape) < mask_rate
+  weights = rng.uniform(0.3, 2.0, size=shape).astype(np.float32)
+  return scores, labels, mask, weights
+
+
+def _per_image(fn, scores, labels, mask, weights=None, **kw):
+  return [fn(scores[b], labels[b], mask[b], None if weights is None else weights[b], **kw)
+          for b in range(scores.shape[0])]
+
+
+def test_softmax_matches_numpy_loop():
+  scores, labels, mask, weights = _random_problem(0, (6, 7))
+  labels[0] = 0  # an image without positives: 0, not counted
+  labels[1] = 1  # all positive: uniform target over all valid classes
+  got = multilabel.multilabel_softmax_loss(scores, labels, where=mask, weights=weights, reduce_fn=None)
+  expected = _per_image(numpy_softmax_loss, scores, labels, mask, weights)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+  mean = multilabel.multilabel_softmax_loss(scores, labels, where=mask)
+  unweighted = _per_image(numpy_softmax_loss, scores, labels, mask)
+  has_positive = np.any((labels > 0) & mask, axis=-1)
+  assert not has_positive[0] and has_positive.sum() >= 3
+  np.testing.assert_allclose(mean, np.mean(np.asarray(unweighted)[has_positive]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("block_size", [None, 1, 3, 7])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_pairwise_matches_numpy_loop(block_size, normalize):
+  scores, labels, mask, weights = _random_problem(1, (5, 7))
+  labels[0] = 0
+  labels[1] = 1
+  got = multilabel.pairwise_ranking_loss(scores, labels, where=mask, weights=weights, reduce_fn=None,
+                                         normalize=normalize, block_size=block_size, margin=0.7)
+  expected = _per_image(numpy_pairwise_loss, scores, labels, mask, weights, margin=0.7,
+                        normalize=normalize)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(got)[:2], 0.0)
+  mean = multilabel.pairwise_ranking_loss(scores, labels, where=mask, weights=weights,
+                                          normalize=normalize, block_size=block_size, margin=0.7)
+  has_pairs = np.any((labels > 0) & mask, axis=-1) & np.any((labels == 0) & mask, axis=-1)
+  assert has_pairs.sum() >= 2
+  np.testing.assert_allclose(mean, np.mean(np.asarray(expected)[has_pairs]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("block_size", [None, 2, 5])
+@pytest.mark.parametrize("normalize_by_rank", [True, False])
+def test_warp_exact_matches_numpy_loop(block_size, normalize_by_rank):
+  scores, labels, mask, weights = _random_problem(2, (6, 9))
+  labels[0] = 0
+  got = multilabel.warp_loss_exact(scores, labels, where=mask, weights=weights, reduce_fn=None,
+                                   normalize_by_rank=normalize_by_rank, block_size=block_size)
+  expected = _per_image(numpy_warp_exact, scores, labels, mask, weights,
+                        normalize_by_rank=normalize_by_rank)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+  none_key = multilabel.warp_loss(scores, labels, key=None, where=mask, weights=weights, reduce_fn=None,
+                                  block_size=block_size)
+  np.testing.assert_allclose(none_key, _per_image(numpy_warp_exact, scores, labels, mask, weights),
+                             rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_trials", [None, 2])
+def test_warp_sampled_expectation_matches_analytic(num_trials):
+  scores, labels, mask, _ = _random_problem(3, (4, 6), positive_rate=0.35, mask_rate=0.9)
+  labels[:, 0] = 1  # every image has a positive ...
+  labels[:, 1] = 0  # ... and a negative
+  mask[:, :2] = True
+  num_keys = 3000
+  keys = jax.random.split(jax.random.key(0), num_keys)
+  sample = jax.jit(jax.vmap(lambda k: multilabel.warp_loss(
+      scores, labels, key=k, where=mask, reduce_fn=None, num_trials=num_trials)))
+  draws = np.asarray(sample(keys), np.float64)  # [num_keys, 4]
+  expected = _per_image(lambda *a: numpy_warp_expectation(*a[:3], num_trials=num_trials),
+                        scores, labels, mask)
+  assert np.all(np.asarray(expected) > 0)
+  standard_error = draws.std(axis=0) / np.sqrt(num_keys)
+  np.testing.assert_array_less(np.abs(draws.mean(axis=0) - expected), 4.5 * standard_error + 1e-3)
+
+
+def test_warp_sampled_is_deterministic_given_key_and_respects_budget():
+  scores, labels, mask, weights = _random_problem(4, (3, 8))
+  labels[:, 0], labels[:, 1] = 1, 0
+  key = jax.random.key(7)
+  fn = jax.jit(functools.partial(multilabel.warp_loss, where=mask, weights=weights, reduce_fn=None))
+  a, b = fn(scores, labels, key=key), fn(scores, labels, key=key)
+  np.testing.assert_array_equal(a, b)
+  others = [fn(scores, labels, key=k) for k in jax.random.split(jax.random.key(8), 5)]
+  assert any(not np.array_equal(a, o) for o in others)
+  # Every draw violates for a positive scored below all negatives: s = 1, r = c - 1, hinge from the
+  # violator; with two negatives scored equally the loss is deterministic whatever the key.
+  s = jnp.array([-5.0, 1.0, 1.0, 2.0])
+  y = jnp.array([1, 0, 0, 1])
+  value = multilabel.warp_loss(s, y, key=jax.random.key(1))
+  expected = _harmonic(3) * (1.0 + 5.0 + 1.0)
+  np.testing.assert_allclose(value, expected, rtol=1e-6)
+
+
+def test_finite_difference_gradients_float64():
+  scores, labels, mask, weights = _random_problem(5, (3, 6))
+  labels[:, 0], labels[:, 1] = 1, 0
+  with jax.enable_x64(True):
+    s = jnp.asarray(scores, jnp.float64)
+    kw = dict(labels=labels, where=mask, weights=jnp.asarray(weights, jnp.float64))
+    for fn in (functools.partial(multilabel.multilabel_softmax_loss, **kw),
+               functools.partial(multilabel.pairwise_ranking_loss, block_size=4, **kw),
+               functools.partial(multilabel.warp_loss_exact, block_size=4, **kw),
+               functools.partial(multilabel.warp_loss, key=jax.random.key(3), **kw)):
+      check_grads(jax.jit(fn), (s,), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-6)
+
+
+_C = 7
+_jit_losses = {
+    "softmax": jax.jit(multilabel.multilabel_softmax_loss),
+    "pairwise": jax.jit(multilabel.pairwise_ranking_loss),
+    "warp_exact": jax.jit(multilabel.warp_loss_exact),
+}
+_score = st.floats(-4.0, 4.0, allow_nan=False, width=32)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(_score, min_size=_C, max_size=_C), st.lists(st.integers(0, 1), min_size=_C, max_size=_C),
+       st.permutations(list(range(_C))), st.floats(-5.0, 5.0))
+def test_class_permutation_and_score_shift_invariance(scores, labels, perm, shift):
+  scores, labels, perm = np.array(scores, np.float32), np.array(labels), np.array(perm)
+  for name, fn in _jit_losses.items():
+    base = fn(scores, labels)
+    np.testing.assert_allclose(fn(scores[perm], labels[perm]), base, rtol=1e-5, atol=1e-5,
+                               err_msg=name)
+    np.testing.assert_allclose(fn(scores + np.float32(shift), labels), base, rtol=1e-4, atol=1e-4,
+                               err_msg=name)
+    assert float(base) >= 0.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(_score, min_size=_C, max_size=_C), st.lists(st.integers(0, 1), min_size=_C, max_size=_C))
+def test_warp_between_pairwise_bounds(scores, labels):
+  # With L(r)/r <= 1 per violator, exact WARP never exceeds the pairwise ranking loss, and its
+  # un-normalised form (L(r) >= 1) never falls below it.
+  scores, labels = np.array(scores, np.float32), np.array(labels)
+  pairwise = float(_jit_losses["pairwise"](scores, labels))
+  assert float(_jit_losses["warp_exact"](scores, labels)) <= pairwise * (1 + 1e-5) + 1e-5
+  literal = float(multilabel.warp_loss_exact(scores, labels, normalize_by_rank=False))
+  assert literal >= pairwise * (1 - 1e-5) - 1e-5
+
+
+def test_edge_cases_are_finite_with_nan_free_gradients():
+  key = jax.random.key(0)
+  losses = {
+      "softmax": multilabel.multilabel_softmax_loss,
+      "pairwise": functools.partial(multilabel.pairwise_ranking_loss, block_size=2),
+      "warp_exact": functools.partial(multilabel.warp_loss_exact, block_size=2),
+      "warp": functools.partial(multilabel.warp_loss, key=key),
+  }
+  scores = jnp.array([[0.5, -0.3, 1.2, 0.1],     # no positive
+                      [0.5, -0.3, 1.2, 0.1],     # no negative
+                      [0.5, jnp.nan, 1.2, jnp.inf],  # NaN / inf scores
+                      [0.5, -0.3, 1.2, 0.1]])    # fully masked
+  labels = jnp.array([[0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 1, 0]])
+  where = jnp.array([[True] * 4, [True] * 4, [True] * 4, [False] * 4])
+  keep = jnp.array([True, False, True, False])
+  for name, fn in losses.items():
+    per_image_fn = jax.jit(lambda s, y, w: fn(s, y, where=w, reduce_fn=None))
+    per_image = per_image_fn(scores, labels, where)
+    assert per_image.shape == (4,), name
+    assert np.all(np.isfinite(per_image)), name
+    if name != "softmax":  # softmax has a target when every class is positive
+      assert float(per_image[1]) == 0.0, name
+    assert float(per_image[0]) == 0.0 and float(per_image[3]) == 0.0, name
+    # NaN/inf scores behave like masked classes: compare with masking them in the same batch.
+    masked = per_image_fn(jnp.nan_to_num(scores), labels, where.at[2].set(keep))
+    np.testing.assert_allclose(per_image[2], masked[2], rtol=1e-6, err_msg=name)
+    grad = jax.jit(jax.grad(lambda s: fn(s, labels, where=where)))(scores)
+    assert np.all(np.isfinite(grad)), name
+    np.testing.assert_array_equal(np.asarray(grad)[[0, 3]], 0.0, err_msg=name)
+    np.testing.assert_array_equal(np.asarray(grad)[2, [1, 3]], 0.0, err_msg=name)
+    # A batch with nothing to rank reduces to 0, not NaN.
+    assert float(jax.jit(fn)(scores[:1], labels[:1])) == 0.0, name
+
+
+def test_wrong_inputs_raise():
+  for fn in (multilabel.multilabel_softmax_loss, multilabel.pairwise_ranking_loss,
+             multilabel.warp_loss_exact, functools.partial(multilabel.warp_loss, key=jax.random.key(0))):
+    with pytest.raises(ValueError, match="same shape"):
+      fn(jnp.ones((2, 4)), jnp.ones((2, 5)))
+    with pytest.raises(ValueError, match="at least 1"):
+      fn(jnp.ones(()), jnp.ones(()))
+    with pytest.raises(ValueError, match="weights"):
+      fn(jnp.ones((2, 4)), jnp.ones((2, 4)), weights=jnp.ones(3))
+    with pytest.raises(TypeError, match="boolean"):
+      fn(jnp.ones(4), jnp.ones(4), where=jnp.ones(4))
+  with pytest.raises(ValueError, match="num_trials"):
+    multilabel.warp_loss(jnp.ones(4), jnp.ones(4), key=jax.random.key(0), num_trials=0)
+
+
+def test_jit_vmap_and_bfloat16():
+  scores, labels, mask, _ = _random_problem(6, (4, 9))
+  labels[:, 0], labels[:, 1] = 1, 0
+  s16 = jnp.asarray(scores, jnp.bfloat16)
+  rounded = np.asarray(s16, np.float32)
+  for fn, reference in ((multilabel.multilabel_softmax_loss, numpy_softmax_loss),
+                        (multilabel.pairwise_ranking_loss, numpy_pairwise_loss),
+                        (multilabel.warp_loss_exact, numpy_warp_exact)):
+    mapped = jax.jit(jax.vmap(lambda s, y, m: fn(s, y, where=m)))(scores, labels, mask)
+    np.testing.assert_allclose(mapped, _per_image(reference, scores, labels, mask), rtol=1e-5)
+    # bfloat16 scores are accumulated in float32: same loss as the float32 copy of the rounded scores.
+    value_and_grad = jax.jit(jax.value_and_grad(lambda s: fn(s, labels, where=mask)))
+    loss16, g16 = value_and_grad(s16)
+    assert loss16.dtype == jnp.float32
+    np.testing.assert_allclose(loss16, value_and_grad(rounded)[0], rtol=1e-6)
+    assert g16.dtype == jnp.bfloat16 and np.all(np.isfinite(np.asarray(g16, np.float32)))
+  keys = jax.random.split(jax.random.key(1), 4)
+  mapped = jax.jit(jax.vmap(lambda s, y, k: multilabel.warp_loss(s, y, key=k)))(scores, labels, keys)
+  assert mapped.shape == (4,) and np.all(np.isfinite(mapped))
+  warp = jax.jit(lambda s: multilabel.warp_loss(s, labels, key=keys[0]))
+  np.testing.assert_allclose(warp(s16), warp(rounded), rtol=1e-6)
