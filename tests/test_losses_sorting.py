@@ -484,3 +484,22 @@ def test_invariance_to_strictly_increasing_transforms(scores, labels):
   transformed = np.tanh(scores) * 5.0 + scores ** 3
   for name, loss in _JITTED_HARD.items():
     np.testing.assert_allclose(loss(transformed, labels), loss(scores, labels), atol=1e-5, err_msg=name)
+
+
+def test_soft_ranks_sorter_is_accepted():
+  # Blondel et al.'s soft ranks tend to the exact ranks as the regularisation vanishes.
+  rng = np.random.default_rng(13)
+  scores = distinct_scores(rng, (3, 8)) * 10.0
+  labels = distinct_scores(rng, (3, 8))
+  relevance = labels > 0.0
+  relevance[:, 0], relevance[:, 1] = True, False
+  where = np.ones((3, 8), bool)
+  where[1, 5:] = False
+  soft = lambda s, where=None: ranks.soft_ranks(s, where=where, regularization_strength=1e-3)
+  for loss, target in ((spearman_loss, labels), (map_rank_loss, relevance), (recall_rank_loss, relevance)):
+    np.testing.assert_allclose(loss(scores, target, rank_fn=soft, where=where),
+                               loss(scores, target, rank_fn=ranks.hard_ranks, where=where), atol=1e-3)
+    smooth = lambda s, where=None: ranks.soft_ranks(s, where=where, regularization_strength=5.0)
+    grad = jax.jit(jax.grad(lambda s: loss(s, target, rank_fn=smooth, where=where)))(scores)
+    assert np.all(np.isfinite(grad)) and np.all(np.asarray(grad)[~where] == 0.0)
+    assert float(np.abs(grad).max()) > 0.0
