@@ -55,6 +55,7 @@ def get_config(arg: str = "lstm") -> ml_collections.ConfigDict:
   config.eval.periodic_size = 1000
   config.eval.mixtures = ("authors", "paper")
   config.eval.extra_lengths = (10, 50)
+  config.eval.timing = True  # forward+backward ms at batch 32
 
   config.export_pretrained = ""  # name under ranking_jax/sorters/pretrained/ ('' = do not export)
   config.export_dir = ""  # '' = the package's pretrained/ directory
@@ -95,6 +96,7 @@ def get_config(arg: str = "lstm") -> ml_collections.ConfigDict:
     config.eval.size = 500
     config.eval.periodic_size = 200
     config.eval.extra_lengths = (5,)
+    config.eval.timing = False
   else:
     raise ValueError(f"Unknown sorter config variant {arg!r}; expected one of lstm, lstm_long, lstm_paper, "
                      "cnn, pairwise, smoke.")

@@ -81,11 +81,14 @@ class LSTMSorter(nn.Module):
     x, order = _compact(x, where)
     lengths = jnp.sum(where, axis=-1).astype(jnp.int32)
     h = x[..., None]
+    # Zero carries in the input's dtype, so that float64 inputs run (and differentiate) in float64.
+    zeros = jnp.zeros(h.shape[:-2] + (self.hidden_size,), h.dtype)
     for layer in range(self.num_layers):
-      h = nn.Bidirectional(
-          nn.RNN(nn.OptimizedLSTMCell(self.hidden_size), name=f"forward_{layer}"),
-          nn.RNN(nn.OptimizedLSTMCell(self.hidden_size), name=f"backward_{layer}"),
-          name=f"bilstm_{layer}")(h, seq_lengths=lengths)
+      forward = nn.RNN(nn.OptimizedLSTMCell(self.hidden_size), name=f"forward_{layer}")(
+          h, initial_carry=(zeros, zeros), seq_lengths=lengths)
+      backward = nn.RNN(nn.OptimizedLSTMCell(self.hidden_size), reverse=True, keep_order=True,
+                        name=f"backward_{layer}")(h, initial_carry=(zeros, zeros), seq_lengths=lengths)
+      h = jnp.concatenate([forward, backward], axis=-1)
     if self.head == "position":
       out = nn.Dense(1, name="head")(h)[..., 0]
     else:
@@ -160,7 +163,7 @@ class PairwiseSorter(nn.Module):
   def __call__(self, scores: Array, where: Array, *, train: bool = False) -> Array:
     del train
     n_items = scores.shape[-1]
-    z = standardize(scores.astype(jnp.float32), where)
+    z = standardize(scores, where)
     delta = z[..., None, :] - z[..., :, None]  # [..., i, j] = z_j - z_i
     pair_valid = where[..., None, :] & where[..., :, None] & ~jnp.eye(n_items, dtype=bool)
     abs_delta = jnp.where(pair_valid, jnp.abs(delta), 1e3)
@@ -174,7 +177,7 @@ class PairwiseSorter(nn.Module):
     log_abs = jnp.log(jnp.where(pair_valid, jnp.abs(delta), 1.0) + 1e-4)
     g1_i, g1_j = log_gap[..., :, None, 0], log_gap[..., None, :, 0]
     g2_i, g2_j = log_gap[..., :, None, 1], log_gap[..., None, :, 1]
-    n_valid = jnp.sum(where, axis=-1).astype(jnp.float32)
+    n_valid = jnp.sum(where, axis=-1).astype(z.dtype)
     log_n = jnp.broadcast_to(jnp.log(jnp.maximum(n_valid, 1.0))[..., None, None], delta.shape)
     features = jnp.stack([
         log_abs,

@@ -69,12 +69,14 @@ class SorterRankFn:
                        f"{scores.shape}.")
     mask = utils.valid_mask(scores, where)
     dtype = scores.dtype if jnp.issubdtype(scores.dtype, jnp.floating) else jnp.float32
-    flat = utils.sanitize(scores, mask).astype(jnp.float32).reshape(-1, n)
+    # Accumulate in float32 at least (bfloat16 in, bfloat16 out); float64 stays float64.
+    compute_dtype = jnp.promote_types(dtype, jnp.float32)
+    flat = utils.sanitize(scores, mask).astype(compute_dtype).reshape(-1, n)
     flat_mask = mask.reshape(-1, n)
     # Frozen: constants for autodiff, and BatchNorm on its running statistics (train=False).
     variables = jax.lax.stop_gradient(self.variables)
     normalised = self.module.apply(variables, flat, flat_mask, train=False)
-    count = jnp.sum(flat_mask, axis=-1, keepdims=True).astype(jnp.float32)
+    count = jnp.sum(flat_mask, axis=-1, keepdims=True).astype(compute_dtype)
     ranks = jnp.where(flat_mask, normalised * count, 0.0)
     return ranks.reshape(scores.shape).astype(dtype)
 

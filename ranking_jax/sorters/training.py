@@ -211,8 +211,9 @@ def final_evaluation(config, rank_fn, workdir: Optional[str] = None,
       scores, targets = synthetic.test_set(config.eval.seed, config.eval.periodic_size, length,
                                            mixture="authors")
       results[f"l1/authors_d{length}"] = evaluation.l1_error(rank_fn, scores, targets)
-  if d >= 2:
-    results["spearman_gain"] = evaluation.spearman_gain(rank_fn, length=d) if d == 100 else None
+  if d == 100:
+    results["spearman_gain"] = evaluation.spearman_gain(rank_fn, length=d)
+  if config.eval.get("timing", True):
     results["forward_backward_ms_b32"] = evaluation.forward_backward_ms(rank_fn, length=d)
   if workdir is not None and d == 100:
     curves = {"handcrafted (lambda=10)": evaluation.figure5_curve(handcrafted),
