@@ -1,0 +1,161 @@
+r"""IDE RankNet image-difficulty experiment: every row of the paper's Tables 1-2 and Figure 3.
+
+*IDE RankNet: Estimating the difficulty of visual search in an image* (Ma, Zhang, Sun).
+
+Launch (embedded scenes, no download, CPU)::
+
+  python -m experiments.image_difficulty --config=configs/image_difficulty.py:alternating --workdir=/tmp/ide_alt
+  python -m experiments.image_difficulty --config=configs/image_difficulty.py:mse --workdir=/tmp/ide_mse
+  python -m experiments.image_difficulty --config=configs/image_difficulty.py:lambda=0.2 --workdir=/tmp/ide_l02
+  # real data (GPU/TPU sizes): VOC 2012 prepared with tfds + the VSD scores CSV
+  python -m experiments.image_difficulty --config=configs/image_difficulty.py:alternating,voc \
+      --config.data.csv_path=$HOME/data/vsd/VSD_dataset.csv --workdir=/tmp/ide_voc_alt
+
+Add ``--config.data.cache_dir=/tmp/scenes_cache`` to render the scenes once for several runs.
+
+Variants (``get_config("<variant>[,voc]")``):
+
+* Table 2 (paper: ResNet-152 with augmentation): ``mse`` (lambda = 0), ``kendall`` (Kendall RankLoss
+  only), ``weighted`` (eq. 5, lambda = 0.7), ``alternating`` (Algorithm 1, f = 3 over epochs: two rank
+  epochs then one MSE epoch);
+* Table 1 (MSE, no augmentation): ``mobilenet``, ``vgg16``, ``resnet101``, ``resnet152``;
+* Figure 3 (eq. 5): ``lambda=<value>`` for any value in [0, 1]; the paper's are 0, 0.2, 0.3, 0.5, 0.6, 0.7,
+  0.8, 0.9.
+
+Default size (embedded scenes, CPU): 64x64 images, 4 000 / 1 000 / 1 000 train / validation / test scenes,
+global batch 200 (the paper's), 15 epochs = 300 steps. Table 2 and Figure 3 use a ResNet-18 of width 8
+(first stage 8 filters instead of 64, 0.7 M parameters): one step takes about 0.9 s on 2 CPU cores shared
+with other jobs (a width-16 ResNet-18 took 2.6 s), so a run takes about 5-8 minutes with the one-off
+scene rendering (~1.5 min, skipped with ``cache_dir``). Table 1's backbones keep their depth and are
+slimmed for the CPU: ResNet-101/152 of width 8, MobileNet alpha 0.25, VGG-16 with channels / 8 and 256-wide
+fully connected layers (not timed to 300 steps; the deep ResNets are several times slower per step than
+ResNet-18). SGD momentum 0.9, weight decay 5e-4 (paper §E); from random init the paper's learning rate
+1e-3 barely moves in 300 steps, so the embedded runs use 1e-2, decayed /10 at epochs 11 and 13 (the paper's
+200 and 240 of 280 scaled to 15).
+
+``,voc``: the paper's sizes: 224x224, batch 200, 280 epochs, lr 1e-3 decayed /10 at epochs 200 and 240,
+full-width backbones (ResNet-152 for Table 2 and Figure 3), VOC 2012 + VSD split 2:1:1.
+The paper's backbones were most likely ImageNet-pretrained; the trainer currently initialises randomly.
+
+Expected results: measured figures are in ``docs/results/image_difficulty.md``. On the embedded scenes at
+default size (300 steps, width-8 ResNet-18), test MSE / tau_a: see that file (Table 2 rows). Paper (VOC,
+ResNet-152): mse 0.200 / 0.405, kendall 17.04 / 0.464, weighted 0.21 / 0.425, alternating 0.222 / 0.467.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+from configs import base
+
+TABLE1_BACKBONES = ("mobilenet", "vgg16", "resnet101", "resnet152")
+TABLE2_VARIANTS = ("mse", "kendall", "weighted", "alternating")
+FIGURE3_LAMBDAS = (0.0, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _weights(rank: float, mse: float) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({"rank": float(rank), "mse": float(mse)})
+
+
+def _parse_lambda(variant: str) -> float | None:
+  if not variant.startswith("lambda="):
+    return None
+  try:
+    value = float(variant[len("lambda="):])
+  except ValueError:
+    raise ValueError(f"bad variant {variant!r}: expected lambda=<number in [0, 1]>.") from None
+  if not 0.0 <= value <= 1.0:
+    raise ValueError(f"bad variant {variant!r}: lambda must lie in [0, 1].")
+  return value
+
+
+def get_config(arg: str = "alternating") -> ml_collections.ConfigDict:
+  """The config of variant ``arg`` (``"<variant>"`` or ``"<variant>,voc"``)."""
+  parts = [p.strip() for p in (arg or "alternating").split(",") if p.strip()]
+  variant, modifiers = parts[0], parts[1:]
+  unknown = [m for m in modifiers if m != "voc"]
+  if unknown:
+    raise ValueError(f"unknown modifier(s) {unknown} in {arg!r}; the only modifier is ',voc'.")
+  real_data = "voc" in modifiers
+  lam = _parse_lambda(variant)
+  if variant not in TABLE2_VARIANTS + TABLE1_BACKBONES and lam is None:
+    raise ValueError(f"unknown variant {variant!r}; choose one of {TABLE2_VARIANTS + TABLE1_BACKBONES} "
+                     "or lambda=<value in [0, 1]>, optionally followed by ',voc'.")
+
+  config = base.get_base_config()
+  config.variant = variant
+  config.seed = 0
+  config.batch_size = 200
+  config.eval_batch_size = 200
+  config.loss_scope = "global"  # the rank loss ranks the whole global batch
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "voc" if real_data else "scenes"
+  config.data.seed = 0
+  config.data.image_size = 224 if real_data else 64
+  config.data.augment = variant not in TABLE1_BACKBONES  # Table 1 is before the augmentation paragraph
+  # Embedded scenes.
+  config.data.num_train = 4000
+  config.data.num_validation = 1000
+  config.data.num_test = 1000
+  config.data.cache_dir = ""
+  # Real data: the VSD CSV path (name,score) and the TFDS directory holding voc/2012 as ArrayRecord.
+  config.data.csv_path = ""
+  config.data.tfds_data_dir = ""
+  config.data.index_cache_path = ""
+
+  config.model = ml_collections.ConfigDict()
+  config.model.backbone = "resnet152" if real_data else "resnet18"
+  config.model.width = config_dict.placeholder(int)
+  config.model.stage_sizes = ()
+  config.model.alpha = config_dict.placeholder(float)
+  config.model.vgg_channel_divisor = config_dict.placeholder(int)
+  config.model.vgg_fc_width = config_dict.placeholder(int)
+  config.model.bias_init = 3.3  # mean VSD difficulty: the MSE starts near the label variance
+  if variant in TABLE1_BACKBONES:
+    config.model.backbone = variant
+  if not real_data:
+    if config.model.backbone.startswith("resnet"):
+      config.model.width = 8
+    elif config.model.backbone == "mobilenet":
+      config.model.alpha = 0.25
+    elif config.model.backbone == "vgg16":
+      config.model.vgg_channel_divisor = 8
+      config.model.vgg_fc_width = 256
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.label_diff = "sgn"  # eq. 1-2: sgn on the label differences, hardtanh on the scores
+
+  if real_data:
+    config.total_epochs = 280.0
+    config.optimizer.update(name="sgd", learning_rate=1e-3, momentum=0.9, weight_decay=5e-4)
+    config.optimizer.schedule.update(name="step", boundaries_epochs=(200, 240), decay_factor=0.1)
+    config.log_every_steps = 20
+    config.eval_every_epochs = 10.0
+    config.checkpoint_every_epochs = 5.0
+  else:
+    config.total_epochs = 15.0
+    config.optimizer.update(name="sgd", learning_rate=1e-2, momentum=0.9, weight_decay=5e-4)
+    config.optimizer.schedule.update(name="step", boundaries_epochs=(11, 13), decay_factor=0.1)
+    config.log_every_steps = 10
+    config.eval_every_epochs = 5.0
+    config.checkpoint_every_epochs = 5.0
+
+  if variant == "alternating":
+    config.multitask.name = "alternating"
+    config.multitask.main = "rank"
+    config.multitask.auxiliary = "mse"
+    config.multitask.frequency = 3
+    config.multitask.unit = "epochs"
+  else:
+    config.multitask.name = "weighted"
+    if variant == "kendall":
+      config.multitask.weights = _weights(1.0, 0.0)
+    elif variant == "weighted":
+      config.multitask.weights = _weights(0.7, 0.3)
+    elif lam is not None:
+      config.multitask.weights = _weights(lam, 1.0 - lam)
+    else:  # mse and the Table 1 rows
+      config.multitask.weights = _weights(0.0, 1.0)
+  return config
