@@ -1,0 +1,67 @@
+"""``get_backbone(name)`` and ``make_model(name)``: the model zoo of the image-difficulty experiment.
+
+========================  ==================================================  =============  ==========
+name                      architecture                                        features       params*
+========================  ==================================================  =============  ==========
+``resnet18``              ResNet-18 (torchvision layout)                      512            11 176 512
+``resnet34``              ResNet-34                                           512            21 284 672
+``resnet50``              ResNet-50 (v1.5)                                    2048           23 508 032
+``resnet101``             ResNet-101                                          2048           42 500 160
+``resnet152``             ResNet-152 (the IDE RankNet backbone)               2048           58 143 808
+``vgg16``                 VGG-16 (torchvision layout, 7x7 adaptive pool)      4096           134 260 544
+``mobilenet``             MobileNet v1, alpha 1.0 (Keras layout)              1024           3 206 976
+========================  ==================================================  =============  ==========
+
+\\* trainable parameters of the backbone without the ImageNet classifier (torchvision's / Keras' published
+totals minus their 1000-way layer); the regression head adds ``features + 1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+
+from ranking_jax.models import heads
+from ranking_jax.models import mobilenet
+from ranking_jax.models import resnet
+from ranking_jax.models import vgg
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": resnet.ResNet18,
+    "resnet34": resnet.ResNet34,
+    "resnet50": resnet.ResNet50,
+    "resnet101": resnet.ResNet101,
+    "resnet152": resnet.ResNet152,
+    "vgg16": vgg.vgg16,
+    "mobilenet": mobilenet.MobileNetV1,
+}
+ALIASES = {"mobilenet_v1": "mobilenet", "vgg": "vgg16"}
+
+
+def get_backbone(name: str, **kwargs: Any) -> nn.Module:
+  """The feature extractor called ``name`` (see the table above), randomly initialised by ``init``.
+
+  Keyword arguments go to the module (e.g. ``dtype=jnp.bfloat16``, ``width=16`` for a small ResNet).
+
+  >>> type(get_backbone("resnet50")).__name__, get_backbone("resnet50").num_features
+  ('ResNet', 2048)
+  """
+  key = ALIASES.get(name.lower(), name.lower())
+  if key not in BACKBONES:
+    raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
+  return BACKBONES[key](**kwargs)
+
+
+def make_model(name: str, *, num_outputs: int = 1, normalize_input: bool = True, bias_init: float = 0.0,
+               squeeze: bool = True, **backbone_kwargs: Any) -> heads.ImageRegressor:
+  """Backbone ``name`` with a ``num_outputs`` regression head (1 = one difficulty score per image).
+
+  >>> import jax, jax.numpy as jnp
+  >>> model = make_model("resnet18", width=8)
+  >>> variables = model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)))
+  >>> model.apply(variables, jnp.zeros((2, 32, 32, 3))).shape
+  (2,)
+  """
+  return heads.ImageRegressor(get_backbone(name, **backbone_kwargs), num_outputs=num_outputs,
+                              normalize_input=normalize_input, bias_init=bias_init, squeeze=squeeze)
