@@ -170,8 +170,8 @@ def test_warp_exact_matches_numpy_loop(block_size, normalize_by_rank):
                              rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("num_trials", [None, 2])
-def test_warp_sampled_expectation_matches_analytic(num_trials):
+@pytest.mark.parametrize("num_trials,trials_per_step", [(None, None), (2, None), (None, 2)])
+def test_warp_sampled_expectation_matches_analytic(num_trials, trials_per_step):
   scores, labels, mask, _ = _random_problem(3, (4, 6), positive_rate=0.35, mask_rate=0.9)
   labels[:, 0] = 1  # every image has a positive ...
   labels[:, 1] = 0  # ... and a negative
@@ -179,7 +179,8 @@ def test_warp_sampled_expectation_matches_analytic(num_trials):
   num_keys = 3000
   keys = jax.random.split(jax.random.key(0), num_keys)
   sample = jax.jit(jax.vmap(lambda k: multilabel.warp_loss(
-      scores, labels, key=k, where=mask, reduce_fn=None, num_trials=num_trials)))
+      scores, labels, key=k, where=mask, reduce_fn=None, num_trials=num_trials,
+      trials_per_step=trials_per_step)))
   draws = np.asarray(sample(keys), np.float64)  # [num_keys, 4]
   expected = _per_image(lambda *a: numpy_warp_expectation(*a[:3], num_trials=num_trials),
                         scores, labels, mask)
@@ -215,7 +216,8 @@ def test_finite_difference_gradients_float64():
     for fn in (functools.partial(multilabel.multilabel_softmax_loss, **kw),
                functools.partial(multilabel.pairwise_ranking_loss, block_size=4, **kw),
                functools.partial(multilabel.warp_loss_exact, block_size=4, **kw),
-               functools.partial(multilabel.warp_loss, key=jax.random.key(3), **kw)):
+               functools.partial(multilabel.warp_loss, key=jax.random.key(3), **kw),
+               functools.partial(multilabel.warp_loss, key=jax.random.key(3), trials_per_step=1, **kw)):
       check_grads(jax.jit(fn), (s,), order=1, modes=["rev"], eps=1e-6, atol=1e-6, rtol=1e-6)
 
 
@@ -301,6 +303,8 @@ def test_wrong_inputs_raise():
       fn(jnp.ones(4), jnp.ones(4), where=jnp.ones(4))
   with pytest.raises(ValueError, match="num_trials"):
     multilabel.warp_loss(jnp.ones(4), jnp.ones(4), key=jax.random.key(0), num_trials=0)
+  with pytest.raises(ValueError, match="trials_per_step"):
+    multilabel.warp_loss(jnp.ones(4), jnp.ones(4), key=jax.random.key(0), trials_per_step=0)
 
 
 def test_jit_vmap_and_bfloat16():

@@ -13,6 +13,7 @@ Up to Large Vocabulary Image Annotation* (IJCAI 2011), which it cites for WARP; 
 
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -253,7 +254,8 @@ def warp_loss_exact(scores: Array, labels: Array, *, where: Optional[Array] = No
 def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
               where: Optional[Array] = None, weights: Optional[Array] = None,
               reduce_fn: Optional[Callable[..., Array]] = jnp.mean, num_trials: Optional[int] = None,
-              margin: float = 1.0, block_size: Optional[int] = None) -> Array:
+              margin: float = 1.0, trials_per_step: Optional[int] = None,
+              block_size: Optional[int] = None) -> Array:
   r"""WARP loss with the paper's sampled rank estimate (jittable, fixed trial budget).
 
   *Deep Convolutional Ranking for Multilabel Image Annotation*, "WARP": for each positive class
@@ -268,9 +270,11 @@ def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
 
   :math:`k_j` being the violating negative found and :math:`c` the number of valid classes. If no
   violator is found within the budget the positive contributes 0 (WSABIE). The budget is
-  ``min(num_trials, c - 1)`` draws; all ``num_trials`` draws are made at once and the first violator is
-  taken, so memory is ``O(batch * c * num_trials)``: lower ``num_trials`` for large ``c``. The
-  estimate :math:`r_j` and the sampling are constants for the gradient, which flows through
+  ``min(num_trials, c - 1)`` draws. The draws are vectorised: ``trials_per_step`` draws for every
+  class at once, keeping the first violator, and further steps (a ``lax.while_loop``) only while some
+  positive has not found one, so memory is ``O(batch * c * trials_per_step)``. The random stream depends
+  on ``trials_per_step`` (chosen from the shape when ``None``), so fix it to reproduce draws across
+  shapes. The estimate :math:`r_j` and the sampling are constants for the gradient, which flows through
   :math:`f_j` and :math:`f_{k_j}`.
 
   The paper is silent on whether :math:`c - 1` should count the other positives; we follow its formula
@@ -288,6 +292,8 @@ def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
     reduce_fn: reduction over images, or ``None`` for per-image losses.
     num_trials: the trial budget (static); ``None`` uses ``c - 1``, WSABIE's budget.
     margin: the hinge margin (1 in the paper).
+    trials_per_step: draws per class per sampling step (static); ``None`` takes as many as fit in about
+      :data:`ranking_jax.losses.pairs.DEFAULT_BLOCK_ELEMENTS` elements, all of them for small ``c``.
     block_size: only used when ``key`` is ``None``.
 
   Returns:
@@ -311,27 +317,58 @@ def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
     num_trials = max(num_classes - 1, 1)
   if not isinstance(num_trials, int) or isinstance(num_trials, bool) or num_trials < 1:
     raise ValueError(f"`num_trials` must be a positive int, got {num_trials!r}.")
+  if trials_per_step is not None and (not isinstance(trials_per_step, int) or trials_per_step < 1):
+    raise ValueError(f"`trials_per_step` must be a positive int, got {trials_per_step!r}.")
   s = prep.scores
   batch_shape = s.shape[:-1]
+  if trials_per_step is None:
+    trials_per_step = pairs.DEFAULT_BLOCK_ELEMENTS // max(math.prod(batch_shape) * num_classes, 1)
+  trials_per_step = max(1, min(trials_per_step, num_trials))
+  num_steps = -(-num_trials // trials_per_step)
   num_negative = jnp.sum(prep.negative, axis=-1)
   num_valid = jnp.sum(prep.valid, axis=-1)
+  budget = jnp.minimum(num_trials, num_valid - 1)[..., None, None]
   # Class indices of the negatives first (in index order), then everything else.
   negative_order = jnp.argsort(~prep.negative, axis=-1, stable=True)
-  uniform = jax.random.uniform(key, batch_shape + (num_classes, num_trials))
-  draw = jnp.floor(uniform * num_negative[..., None, None].astype(uniform.dtype)).astype(jnp.int32)
-  draw = jnp.clip(draw, 0, jnp.maximum(num_negative - 1, 0)[..., None, None])
-  drawn_class = jnp.take_along_axis(
-      negative_order, draw.reshape(batch_shape + (num_classes * num_trials,)), axis=-1)
-  drawn_score = jnp.take_along_axis(s, drawn_class, axis=-1).reshape(
-      batch_shape + (num_classes, num_trials))
-  violates = jax.lax.stop_gradient(margin - s[..., :, None] + drawn_score) > 0
-  trial = jnp.arange(1, num_trials + 1)
-  budget = jnp.minimum(num_trials, num_valid - 1)[..., None, None]
-  violates = violates & (trial <= budget) & (num_negative > 0)[..., None, None]
-  found = jnp.any(violates, axis=-1)
-  first = jnp.argmax(violates, axis=-1)
-  violator_score = jnp.take_along_axis(drawn_score, first[..., None], axis=-1)[..., 0]
-  num_draws = first + 1
+  fixed_scores = jax.lax.stop_gradient(s)  # sampling only selects; the gradient flows below
+  searching = prep.positive & (num_negative > 0)[..., None]
+
+  def sample_step(step, state):
+    """Draws trials_per_step negatives per class; records the first violator of the classes still searching."""
+    found, num_draws, violator = state
+    uniform = jax.random.uniform(jax.random.fold_in(key, step),
+                                 batch_shape + (num_classes, trials_per_step))
+    draw = jnp.floor(uniform * num_negative[..., None, None].astype(uniform.dtype)).astype(jnp.int32)
+    draw = jnp.clip(draw, 0, jnp.maximum(num_negative - 1, 0)[..., None, None])
+    drawn_class = jnp.take_along_axis(
+        negative_order, draw.reshape(batch_shape + (num_classes * trials_per_step,)), axis=-1)
+    drawn_class = drawn_class.reshape(batch_shape + (num_classes, trials_per_step))
+    drawn_score = jnp.take_along_axis(fixed_scores[..., None, :], drawn_class, axis=-1)
+    trial = step * trials_per_step + jnp.arange(1, trials_per_step + 1)
+    violates = (margin - fixed_scores[..., :, None] + drawn_score > 0) & (trial <= budget)
+    first = jnp.argmax(violates, axis=-1)
+    new = jnp.any(violates, axis=-1) & searching & ~found
+    first_class = jnp.take_along_axis(drawn_class, first[..., None], axis=-1)[..., 0]
+    num_draws = jnp.where(new, (step * trials_per_step + first + 1).astype(jnp.int32), num_draws)
+    violator = jnp.where(new, first_class.astype(jnp.int32), violator)
+    return found | new, num_draws, violator
+
+  state = (jnp.zeros(s.shape, bool), jnp.ones(s.shape, jnp.int32), jnp.zeros(s.shape, jnp.int32))
+  if num_steps == 1:
+    found, num_draws, violator = sample_step(0, state)
+  else:
+    # Stop drawing once every positive has its violator: usually long before the budget is spent.
+    def keep_sampling(carry):
+      step, (found, _, _) = carry
+      return (step < num_steps) & jnp.any(searching & ~found)
+
+    def next_step(carry):
+      step, state = carry
+      return step + 1, sample_step(step, state)
+
+    _, (found, num_draws, violator) = jax.lax.while_loop(keep_sampling, next_step,
+                                                         (jnp.int32(0), state))
+  violator_score = jnp.take_along_axis(s, violator, axis=-1)
   rank = jnp.maximum(num_valid[..., None] - 1, 0) // num_draws
   rank_weight = _harmonic_numbers(num_classes, prep.dtype)[jnp.clip(rank, 0, num_classes)]
   per_class = rank_weight * jax.nn.relu(margin - s + violator_score)
