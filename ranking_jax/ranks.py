@@ -14,6 +14,7 @@ Losses in :mod:`ranking_jax.losses` take any such ``rank_fn`` (including the lea
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import jax
@@ -292,6 +293,12 @@ def soft_ranks(scores: Array, *, where: Optional[Array] = None, regularization_s
   _check_regularization(regularization, regularization_strength)
   scores = jnp.asarray(scores)
   utils.check_rank_at_least("scores", scores, 1)
+  # Jitted even when called eagerly: op-by-op dispatch of the PAV loop and segment sums is very slow.
+  return _soft_ranks_jit(scores, where, regularization_strength, regularization)
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _soft_ranks_jit(scores: Array, where: Optional[Array], regularization_strength, regularization: str):
   out_dtype = scores.dtype if jnp.issubdtype(scores.dtype, jnp.floating) else jnp.float32
   shape, n = scores.shape, scores.shape[-1]
   if n == 0 or scores.size == 0:
@@ -362,6 +369,11 @@ def soft_sort(scores: Array, *, where: Optional[Array] = None,
   _check_regularization("l2", regularization_strength)
   scores = jnp.asarray(scores)
   utils.check_rank_at_least("scores", scores, 1)
+  return _soft_sort_jit(scores, where, regularization_strength)
+
+
+@jax.jit
+def _soft_sort_jit(scores: Array, where: Optional[Array], regularization_strength):
   out_dtype = scores.dtype if jnp.issubdtype(scores.dtype, jnp.floating) else jnp.float32
   shape, n = scores.shape, scores.shape[-1]
   if n == 0 or scores.size == 0:
