@@ -184,7 +184,7 @@ def test_variable_length_sorters_ignore_padding_and_mask_position(name):
 
 
 def test_pairwise_sorter_is_permutation_equivariant_and_sums_to_triangle():
-  rank_fn = _rank_fn(models.PairwiseSorter(hidden=(4,)), 10)
+  rank_fn = jax.jit(_rank_fn(models.PairwiseSorter(hidden=(4,)), 10))
 
   @settings(max_examples=15, deadline=None)
   @given(st.lists(st.floats(-5, 5, allow_nan=False, width=32), min_size=10, max_size=10),
@@ -250,7 +250,7 @@ def test_finite_difference_gradients_float64(name):
     rank_fn = _rank_fn(SMALL_MODULES[name](), 6)
     scores = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 6)), jnp.float64)
     target = jnp.arange(1.0, 7.0, dtype=jnp.float64)
-    check_grads(lambda s: jnp.sum((rank_fn(s) - target) ** 2), (scores,), order=1, modes=["rev"],
+    check_grads(jax.jit(lambda s: jnp.sum((rank_fn(s) - target) ** 2)), (scores,), order=1, modes=["rev"],
                 eps=1e-6, atol=1e-5, rtol=1e-5)
 
 
@@ -313,7 +313,7 @@ def test_shipped_sorters_load_and_match_their_recorded_l1(name):
 
 def test_config_variants():
   from configs import sorter as sorter_config
-  for variant in ("lstm", "lstm_long", "lstm_paper", "cnn", "pairwise", "smoke"):
+  for variant in ("lstm", "lstm_long", "lstm_paper", "cnn", "pairwise", "pairwise_t40", "smoke"):
     config = sorter_config.get_config(variant)
     for field in ("seed", "batch_size", "total_steps", "log_every_steps", "eval_every_steps",
                   "checkpoint_every_steps"):

@@ -145,9 +145,10 @@ class PairwiseSorter(nn.Module):
 
   .. math:: \hat r_i = \frac{1}{n}\Big(1 + \sum_{j \ne i} \sigma\big(e^{t_{ij}}\,\delta_{ij}\big)\Big).
 
-  This is SoDeep's handcrafted sorter (eq. 11-12) with a learned, pair-dependent :math:`\lambda`: a pair
-  of close neighbours gets a sharp comparison, an isolated item a smooth one, so the estimate is accurate
-  while every item keeps a useful gradient. Since :math:`t_{ij} = t_{ji}`,
+  This is SoDeep's handcrafted sorter (eq. 11-12) on standardised scores with a learned, pair-dependent
+  :math:`\lambda = e^{t_{ij}}`, bounded by :math:`|t_{ij}| \le` ``max_log_temperature``. Trained with the
+  L1 loss alone it learns sharp comparisons (a near-step function: tiny L1, small gradients far from
+  ties); the bound is the knob that trades L1 for broad, useful gradients. Since :math:`t_{ij} = t_{ji}`,
   :math:`\sigma(e^{t}\delta_{ij}) + \sigma(e^{t}\delta_{ji}) = 1` and the soft ranks always sum to
   :math:`n(n+1)/2`. Permutation-equivariant; any length; masked items never interact. Tied scores get
   the average of their ranks. Costs :math:`O(n^2 \cdot \text{hidden})` per list.
