@@ -85,7 +85,7 @@ def sigmoid_ranks(scores: Array, *, where: Optional[Array] = None, sharpness: fl
 _REGULARIZATIONS = ("l2", "kl")
 
 
-def _pav_row(first_in: Array, second_in: Array, length: Array, regularization: str) -> Array:
+def _pav_row(first_in: Array, second_in: Array, length: Array, regularization: str) -> tuple[Array, Array]:
   """Pool-Adjacent-Violators on one list for the non-increasing constraint ``v_1 >= ... >= v_m``.
 
   A stack of pooled blocks is kept; each loop step either merges the two top blocks, if their values
@@ -155,13 +155,13 @@ def _pav_blocks_impl(first_in: Array, second_in: Array, lengths: Array, regulari
   top, sizes = jax.lax.map(lambda row: _pav_row(*row, regularization), (first_in, second_in, lengths))
   positions = jnp.arange(n)
   starts = jnp.cumsum(sizes, axis=-1) - sizes
-  starts = jnp.where(positions[None, :] < top[:, None], starts, n)  # stale slots scatter out of range
-  markers = jnp.zeros((rows, n), jnp.int32).at[jnp.arange(rows)[:, None], starts].add(1, mode="drop")
-  blocks = jnp.cumsum(markers, axis=-1) - 1
+  starts = jnp.where(positions[None, :] < top[:, None], starts, n)  # stale slots go to the junk column n
+  markers = _scatter_add_rows(jnp.ones_like(starts), starts, n + 1)[:, :n]
+  # Past the length the count stays at the last block: ids stay non-decreasing (-1 only for empty rows).
+  blocks = jnp.maximum(jnp.cumsum(markers, axis=-1) - 1, 0)
   inside = positions[None, :] < lengths[:, None]
-  blocks = jnp.where(inside, blocks, 0)
-  item_starts = jnp.where(inside, jnp.take_along_axis(starts, blocks, axis=-1), positions[None, :])
-  item_sizes = jnp.where(inside, jnp.take_along_axis(sizes, blocks, axis=-1), 1)
+  item_starts = jnp.where(inside, _take_rows(starts, blocks, is_sorted=True), positions[None, :])
+  item_sizes = jnp.where(inside, _take_rows(sizes, blocks, is_sorted=True), 1)
   return jnp.where(inside, blocks, n), item_starts, item_sizes
 
 
@@ -200,12 +200,33 @@ def _pav_blocks(first_in: Array, second_in: Array, lengths: Array, regularizatio
   return blocks_fn(jax.lax.stop_gradient(first_in), jax.lax.stop_gradient(second_in), lengths)
 
 
+def _flat_indices(indices: Array, width: int) -> Array:
+  return (indices + width * jnp.arange(indices.shape[0])[:, None]).reshape(-1)
+
+
+def _take_rows(values: Array, indices: Array, *, is_sorted: bool = False, unique: bool = False) -> Array:
+  """``take_along_axis`` on ``[rows, width]`` through a flat gather that can declare sorted/unique indices.
+
+  Declaring them makes XLA's CPU gather, and above all the scatter-add of its transpose, several times
+  faster; the flat indices are sorted whenever ``indices`` are non-decreasing along each row.
+  """
+  flat = _flat_indices(indices, values.shape[-1])
+  taken = jnp.take(values.reshape(-1), flat, indices_are_sorted=is_sorted, unique_indices=unique, mode="clip")
+  return taken.reshape(indices.shape)
+
+
+def _scatter_add_rows(values: Array, indices: Array, width: int) -> Array:
+  """Per-row ``segment_sum`` of ``values [rows, n]`` into ``[rows, width]``; indices non-decreasing."""
+  rows = values.shape[0]
+  sums = jax.ops.segment_sum(values.reshape(-1), _flat_indices(indices, width), num_segments=rows * width,
+                             indices_are_sorted=True)
+  return sums.reshape(rows, width)
+
+
 def _block_sum(values: Array, blocks: Array) -> Array:
   """Sum of ``values [rows, n]`` over each item's block, per item (ids ``n`` form a junk block)."""
-  rows, n = values.shape
-  flat_ids = (blocks + (n + 1) * jnp.arange(rows)[:, None]).reshape(-1)
-  sums = jax.ops.segment_sum(values.reshape(-1), flat_ids, num_segments=rows * (n + 1))
-  return jnp.take_along_axis(sums.reshape(rows, n + 1), blocks, axis=-1)
+  n = values.shape[-1]
+  return _take_rows(_scatter_add_rows(values, blocks, n + 1), blocks, is_sorted=True)
 
 
 def _check_regularization(regularization: str, regularization_strength) -> None:
@@ -306,7 +327,7 @@ def _soft_ranks_jit(scores: Array, where: Optional[Array], regularization_streng
   theta, _, order, lengths = _sorted_valid_first(scores, where)
   epsilon = jnp.asarray(regularization_strength, theta.dtype)
   # s = z sorted decreasingly, z = -theta / epsilon: sorting theta increasingly, masked items last.
-  theta_sorted = jnp.take_along_axis(theta, order, axis=-1)
+  theta_sorted = _take_rows(theta, order, unique=True)
   s = -theta_sorted / epsilon
   positions = jnp.arange(n)[None, :]
   lengths_ = lengths[:, None]
@@ -321,7 +342,7 @@ def _soft_ranks_jit(scores: Array, where: Optional[Array], regularization_streng
   # (a singleton block gives exactly rho_i).
   sizes_f = sizes.astype(theta.dtype)
   mean_rho = (lengths_ - starts).astype(theta.dtype) - (sizes_f - 1.0) / 2.0
-  block_theta = jnp.take_along_axis(theta_sorted, starts, axis=-1)
+  block_theta = _take_rows(theta_sorted, starts, is_sorted=True)
   centred = jnp.where(valid_sorted, (block_theta - theta_sorted) / epsilon, 0.0)
   if regularization == "l2":
     # r_i = s_i - v_B = s_i - mean_B(s) + mean_B(rho).
@@ -385,13 +406,13 @@ def _soft_sort_jit(scores: Array, where: Optional[Array], regularization_strengt
   lengths_ = lengths[:, None]
   valid_sorted = positions < lengths_
   order = jnp.take_along_axis(order, jnp.where(valid_sorted, lengths_ - 1 - positions, positions), axis=-1)
-  theta_desc = jnp.where(valid_sorted, jnp.take_along_axis(theta, order, axis=-1), 0.0)
+  theta_desc = jnp.where(valid_sorted, _take_rows(theta, order, unique=True), 0.0)
   rho = (lengths_ - positions).astype(theta.dtype)
   blocks, starts, sizes = _pav_blocks(rho / epsilon - theta_desc, jnp.ones_like(theta_desc), lengths, "l2")
   # result_i = rho_i / eps - v_B = (rho_i - mean_B rho) / eps + mean_B(theta), theta centred on the block
   # start; rho_i - mean_B rho = a + (|B| - 1) / 2 - i exactly.
   sizes_f = sizes.astype(theta.dtype)
-  block_theta = jnp.take_along_axis(theta_desc, starts, axis=-1)
+  block_theta = _take_rows(theta_desc, starts, is_sorted=True)
   mean_theta = block_theta + _block_sum(theta_desc - block_theta, blocks) / sizes_f
   values = (starts.astype(theta.dtype) + (sizes_f - 1.0) / 2.0 - positions) / epsilon + mean_theta
   return jnp.where(valid_sorted, values, 0.0).reshape(shape).astype(out_dtype)
