@@ -227,7 +227,8 @@ def np_multitask(batch, lambdas, margin=1.0, form="similarity", params=None):
   }
   h_pos = np_cross_entropy(batch["sketch_logits"], batch["positive_logits"])
   h_neg = np_cross_entropy(batch["sketch_logits"], batch["negative_logits"])
-  terms["attribute_ranking"] = (h_pos if form == "similarity" else np.maximum(0, margin + h_pos - h_neg)).mean()
+  ranking = h_pos if form == "similarity" else np.maximum(0, margin + h_pos - h_neg)
+  terms["attribute_ranking"] = ranking.mean()
   return sum(lambdas[k] * v for k, v in terms.items()), terms
 
 
@@ -298,8 +299,8 @@ def test_sbir_multitask_errors():
 
 def test_fused_distance_matches_numpy_double_loop():
   rng = np.random.default_rng(7)
-  sketch_f, photo_f = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(9, 6)).astype(np.float32)
-  sketch_z, photo_z = (2 * rng.normal(size=(4, 3))).astype(np.float32), (2 * rng.normal(size=(9, 3))).astype(np.float32)
+  f = lambda *shape: rng.normal(size=shape).astype(np.float32)
+  sketch_f, photo_f, sketch_z, photo_z = f(4, 6), f(9, 6), 2 * f(4, 3), 2 * f(9, 3)
   got = fused_distance(sketch_f, photo_f, sketch_z, photo_z, attribute_weight=0.7)
   np.testing.assert_allclose(got, np_fused(sketch_f, photo_f, sketch_z, photo_z, 0.7), rtol=1e-5, atol=1e-5)
   # Diagonal agrees with the training-time terms: D of eq. 1 and H of eq. 4.

@@ -16,7 +16,7 @@ per-list values). Computations run in float32 (float64 for float64 inputs), also
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
