@@ -135,7 +135,7 @@ def test_softmax_matches_numpy_loop():
   np.testing.assert_allclose(mean, np.mean(np.asarray(unweighted)[has_positive]), rtol=1e-5)
 
 
-@pytest.mark.parametrize("block_size", [None, 1, 3, 7])
+@pytest.mark.parametrize("block_size", [None, 3])
 @pytest.mark.parametrize("normalize", [False, True])
 def test_pairwise_matches_numpy_loop(block_size, normalize):
   scores, labels, mask, weights = _random_problem(1, (5, 7))
@@ -154,7 +154,7 @@ def test_pairwise_matches_numpy_loop(block_size, normalize):
   np.testing.assert_allclose(mean, np.mean(np.asarray(expected)[has_pairs]), rtol=1e-5)
 
 
-@pytest.mark.parametrize("block_size", [None, 2, 5])
+@pytest.mark.parametrize("block_size", [None, 2])
 @pytest.mark.parametrize("normalize_by_rank", [True, False])
 def test_warp_exact_matches_numpy_loop(block_size, normalize_by_rank):
   scores, labels, mask, weights = _random_problem(2, (6, 9))
