@@ -506,12 +506,20 @@ def histogram_loss(positive_distances: Array, negative_distances: Array, *,
       jnp.asarray(positive_weights, dtype), pos.shape)
   neg_w = jnp.ones_like(neg) if negative_weights is None else jnp.broadcast_to(
       jnp.asarray(negative_weights, dtype), neg.shape)
+  values, has_both = _histogram_loss_values(pos, neg, pos_mask, neg_mask, pos_w, neg_w, num_bins,
+                                            (float(low), float(high)))
+  return utils.reduce_loss(values, reduce_fn, where=has_both)
+
+
+@functools.partial(jax.jit, static_argnums=(6, 7))
+def _histogram_loss_values(pos, neg, pos_mask, neg_mask, pos_w, neg_w, num_bins, value_range):
+  """Per-list eq. 14 values and whether each list has both kinds of pairs."""
   hist_pos = _soft_histogram(utils.sanitize(pos, pos_mask), pos_mask, pos_w, num_bins, value_range)
   hist_neg = _soft_histogram(utils.sanitize(neg, neg_mask), neg_mask, neg_w, num_bins, value_range)
   values = jnp.sum(hist_pos * jnp.cumsum(hist_neg, axis=-1), axis=-1)
   has_both = (jnp.sum(jnp.where(pos_mask, pos_w, 0.0), -1) > 0) & (
       jnp.sum(jnp.where(neg_mask, neg_w, 0.0), -1) > 0)
-  return utils.reduce_loss(values, reduce_fn, where=has_both)
+  return values, has_both
 
 
 # ----------------------------------------------------------------------------------------------------------
