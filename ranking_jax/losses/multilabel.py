@@ -331,7 +331,9 @@ def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
   # Class indices of the negatives first (in index order), then everything else.
   negative_order = jnp.argsort(~prep.negative, axis=-1, stable=True)
   fixed_scores = jax.lax.stop_gradient(s)  # sampling only selects; the gradient flows below
-  searching = prep.positive & (num_negative > 0)[..., None]
+  # Positives that no negative violates can never find one: don't keep drawing for them.
+  top_negative = jnp.max(jnp.where(prep.negative, fixed_scores, -jnp.inf), axis=-1, keepdims=True)
+  searching = prep.positive & (margin - fixed_scores + top_negative > 0)
 
   def sample_step(step, state):
     """Draws trials_per_step negatives per class; records the first violator of the classes still searching."""
