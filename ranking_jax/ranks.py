@@ -1,4 +1,4 @@
-"""Rank functions: exact (`hard_ranks`) and differentiable (`sigmoid_ranks`, `soft_ranks`).
+"""Rank functions: exact (`hard_ranks`) and differentiable (`sigmoid_ranks`, `soft_ranks`), and `soft_sort`.
 
 Every rank function shares one contract (see :class:`ranking_jax.types.RankFn`)::
 
@@ -232,6 +232,9 @@ def _block_sum(values: Array, blocks: Array) -> Array:
 def _check_regularization(regularization: str, regularization_strength) -> None:
   if regularization not in _REGULARIZATIONS:
     raise ValueError(f"`regularization` must be one of {_REGULARIZATIONS}, got {regularization!r}.")
+  if jnp.ndim(regularization_strength) != 0:
+    raise ValueError("`regularization_strength` must be a scalar, got shape "
+                     f"{jnp.shape(regularization_strength)}.")
   if isinstance(regularization_strength, (int, float)) and not regularization_strength > 0:
     raise ValueError(f"`regularization_strength` must be > 0, got {regularization_strength}.")
 
@@ -287,14 +290,20 @@ def soft_ranks(scores: Array, *, where: Optional[Array] = None, regularization_s
   :math:`\varepsilon`), and as :math:`\varepsilon \to \infty` every rank tends to :math:`(m + 1)/2`. The
   valid ranks always sum to :math:`m(m+1)/2`. Gradients are exact (the Jacobian of the isotonic solution is
   a block-wise average, ``"l2"``, or block-wise softmax, ``"kl"``), cost O(n), and work in forward and
-  reverse mode; ``"l2"`` ranks are piecewise linear in the scores.
+  reverse mode; ``"l2"`` ranks are piecewise linear in the scores. Ranks are invariant to shifting the
+  scores and to scaling scores and :math:`\varepsilon` together.
+
+  Cost per list: one sort, one Pool-Adjacent-Violators pass (at most ``2m`` scalar loop steps; lists run
+  one after the other, also under ``vmap``) and O(n) segment sums. In float32 the ranks are accurate to
+  about 1e-6 relative (``n = 10^4``).
 
   Args:
     scores: ``[..., n]`` scores, lists on the last axis; float32, bfloat16 (computed in float32) or
       float64.
     where: optional boolean mask (broadcast to ``scores``) of the valid items. Non-finite scores count
       as masked.
-    regularization_strength: :math:`\varepsilon > 0`, in units of the scores; may be a traced scalar.
+    regularization_strength: scalar :math:`\varepsilon > 0`, in units of the scores; may be traced (then
+      its sign is not checked) and is differentiable.
     regularization: ``"l2"`` (quadratic, :math:`Q`) or ``"kl"`` (entropic, :math:`E`; ranks stay
       strictly positive).
 
