@@ -45,7 +45,7 @@ def numpy_kendall_loss(scores, labels, mask=None, weights=None, label_diff="sgn"
 
 
 def tau_a_from_scipy(x, y):
-  """Kendall's tau-a (eq. 1) from scipy's tau-b, for y without ties: tau_a = tau_b sqrt(n0 - n1) / sqrt(n0)."""
+  """Kendall tau-a (eq. 1) from scipy tau-b, for y without ties: tau_a = tau_b sqrt(n0 - n1) / sqrt(n0)."""
   x = np.asarray(x, np.float64)
   n = len(x)
   n0 = n * (n - 1) / 2

@@ -336,7 +336,7 @@ def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
   searching = prep.positive & (margin - fixed_scores + top_negative > 0)
 
   def sample_step(step, state):
-    """Draws trials_per_step negatives per class; records the first violator of the classes still searching."""
+    """Draws trials_per_step negatives per class; keeps the first violator of classes still searching."""
     found, num_draws, violator = state
     uniform = jax.random.uniform(jax.random.fold_in(key, step),
                                  batch_shape + (num_classes, trials_per_step))
