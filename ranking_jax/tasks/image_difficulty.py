@@ -239,7 +239,8 @@ def make_model(model_config: Any) -> Any:
                                for c in vgg_lib.VGG16_CONFIG)
     if model_config.get("vgg_fc_width") is not None:
       kwargs["fc_width"] = int(model_config.vgg_fc_width)
-    backbone = models.get_backbone(name, **kwargs)
+    # vgg16() fixes `config` to the standard channels; the slimmed network is built directly.
+    backbone = vgg_lib.VGG(**{"config": vgg_lib.VGG16_CONFIG, **kwargs})
   else:
     backbone = models.get_backbone(name)  # raises with the list of known names
   return models.ImageRegressor(backbone, num_outputs=1, bias_init=float(model_config.bias_init))

@@ -1,0 +1,300 @@
+"""Tests of the IDE RankNet image-difficulty task, its configs and a two-step run of every variant."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+import scipy.stats
+import sklearn.metrics
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from configs import image_difficulty as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ranking_jax.data import scenes  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ranking_jax.tasks import image_difficulty as task_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+VSD_CSV = REPO.parent / "shared" / "data" / "vsd" / "VSD_dataset.csv"
+
+
+def _tau_a_loop(x, y):
+  """Kendall's tau_a from its definition: (concordant - discordant) / (n (n - 1) / 2)."""
+  n, total = len(x), 0.0
+  for i in range(n):
+    for j in range(i):
+      total += np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
+  return total / (n * (n - 1) / 2)
+
+
+def _rank_loss_loop(s, y):
+  """IDE RankNet eq. 2 with hardtanh on the score differences, written as a double loop."""
+  n, total = len(s), 0.0
+  for i in range(n):
+    for j in range(i):
+      total += np.sign(y[i] - y[j]) * np.clip(s[i] - s[j], -1.0, 1.0)
+  return 1.0 - total / (n * (n - 1) / 2)
+
+
+# ---------------------------------------------------------------------------------------- configs
+
+
+def test_every_variant_is_listed_in_the_config_and_the_task():
+  assert task_lib.TABLE2_VARIANTS == config_lib.TABLE2_VARIANTS
+  assert task_lib.TABLE1_VARIANTS == config_lib.TABLE1_BACKBONES
+  assert task_lib.FIGURE3_LAMBDAS == config_lib.FIGURE3_LAMBDAS
+  assert len(task_lib.VARIANTS) == 16
+  for variant in task_lib.VARIANTS:
+    assert variant in task_lib.PAPER_RESULTS
+
+
+@pytest.mark.parametrize("variant,rank,mse", [("mse", 0.0, 1.0), ("kendall", 1.0, 0.0), ("weighted", 0.7, 0.3),
+                                             ("lambda=0.2", 0.2, 0.8), ("lambda=0.9", 0.9, 0.1),
+                                             ("resnet152", 0.0, 1.0)])
+def test_weighted_variants_follow_eq5(variant, rank, mse):
+  config = config_lib.get_config(variant)
+  assert config.multitask.name == "weighted"
+  assert config.multitask.weights.rank == pytest.approx(rank)
+  assert config.multitask.weights.mse == pytest.approx(mse)
+
+
+def test_alternating_is_algorithm_1_with_f3_over_epochs_and_the_paper_optimizer():
+  config = config_lib.get_config("alternating")
+  assert (config.multitask.name, config.multitask.main, config.multitask.auxiliary) == (
+      "alternating", "rank", "mse")
+  assert (config.multitask.frequency, config.multitask.unit) == (3, "epochs")
+  assert config.loss_scope == "global"
+  assert (config.optimizer.name, config.optimizer.momentum, config.optimizer.weight_decay) == ("sgd", 0.9, 5e-4)
+  assert config.batch_size == 200
+  # The run ends on an MSE epoch (t % 3 == 0), as the paper's 280... epochs schedule is scaled down.
+  assert config.total_epochs % 3 == 0
+
+
+def test_embedded_default_and_voc_sizes():
+  config = config_lib.get_config("alternating")
+  assert (config.data.name, config.data.image_size, config.model.backbone) == ("scenes", 64, "resnet18")
+  voc = config_lib.get_config("alternating,voc")
+  assert (voc.data.name, voc.data.image_size, voc.model.backbone, voc.model.width) == (
+      "voc", 224, "resnet152", None)
+  assert voc.optimizer.learning_rate == 1e-3
+  assert tuple(voc.optimizer.schedule.boundaries_epochs) == (200, 240)
+  assert config_lib.get_config("vgg16").data.augment is False  # Table 1 precedes the augmentation
+  assert config_lib.get_config("mse").data.augment is True
+
+
+@pytest.mark.parametrize("arg", ["msee", "lambda=1.5", "lambda=x", "mse,tpu"])
+def test_bad_variants_raise(arg):
+  with pytest.raises(ValueError, match="variant|lambda|modifier"):
+    config_lib.get_config(arg)
+
+
+def test_parse_lambda():
+  assert task_lib.parse_lambda("lambda=0.25") == 0.25
+  assert task_lib.parse_lambda("kendall") is None
+  with pytest.raises(ValueError):
+    task_lib.parse_lambda("lambda=-0.1")
+
+
+# ------------------------------------------------------------------------------- losses and metrics
+
+
+def test_loss_terms_match_equation_loops():
+  rng = np.random.default_rng(0)
+  scores = rng.normal(3.3, 0.6, size=23)
+  labels = rng.normal(3.3, 0.5, size=23)
+  terms = task_lib.make_loss_terms()
+  batch = {"difficulty": jnp.asarray(labels, jnp.float32)}
+  assert float(terms["rank"](jnp.asarray(scores, jnp.float32), batch)) == pytest.approx(
+      _rank_loss_loop(scores, labels), abs=1e-5)
+  assert float(terms["mse"](jnp.asarray(scores, jnp.float32), batch)) == pytest.approx(
+      sklearn.metrics.mean_squared_error(labels, scores), rel=1e-5)
+  with pytest.raises(ValueError, match="label_diff"):
+    task_lib.make_loss_terms("sign")
+
+
+def test_difficulty_metrics_match_references_with_ties():
+  rng = np.random.default_rng(1)
+  labels = np.round(rng.normal(3.3, 0.5, size=60), 1)  # ties in the labels
+  predictions = np.round(labels + rng.normal(0, 0.4, size=60), 1)  # and in the predictions
+  out = task_lib.difficulty_metrics(predictions, {"difficulty": labels})
+  assert out["kendall_tau"] == pytest.approx(_tau_a_loop(predictions, labels), abs=1e-12)
+  assert out["mse"] == pytest.approx(sklearn.metrics.mean_squared_error(labels, predictions), rel=1e-12)
+  assert out["num_examples"] == 60
+  # tau_a <= tau_b in magnitude when there are ties (scipy's default is tau_b).
+  assert abs(out["kendall_tau"]) <= abs(scipy.stats.kendalltau(predictions, labels).statistic) + 1e-12
+
+
+def test_difficulty_metrics_edge_cases():
+  with pytest.raises(FloatingPointError):
+    task_lib.difficulty_metrics(np.array([1.0, np.nan]), {"difficulty": np.array([1.0, 2.0])})
+  with pytest.raises(ValueError, match="predictions"):
+    task_lib.difficulty_metrics(np.zeros(3), {"difficulty": np.zeros(2)})
+  tied = task_lib.difficulty_metrics(np.ones(4), {"difficulty": np.arange(4.0)})
+  assert tied["kendall_tau"] == 0.0
+
+
+def test_least_squares_line_matches_scipy():
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=50)
+  y = 0.6 * x + 1.3 + rng.normal(0, 0.2, size=50)
+  fit = scipy.stats.linregress(x, y)
+  slope, intercept = task_lib.least_squares_line(x, y)
+  assert (slope, intercept) == pytest.approx((fit.slope, fit.intercept), rel=1e-9)
+  assert task_lib.least_squares_line(np.ones(3), np.arange(3.0)) == (0.0, 1.0)  # constant x: flat line
+
+
+def test_results_table_puts_the_paper_beside_each_row():
+  table = task_lib.results_table([{"variant": "kendall", "mse": 9.5, "kendall_tau": 0.4},
+                                  {"variant": "lambda=0.8", "mse": 0.3, "kendall_tau": 0.2},
+                                  {"variant": "custom", "mse": 0.3, "kendall_tau": 0.2}])
+  lines = table.splitlines()
+  assert "17.040 | 0.464" in lines[2]
+  assert "0.328 | 0.428 | Figure 3 (lambda = 0.8)" in lines[3]
+  assert lines[4].endswith("- | - | - |")
+
+
+def test_plot_writes_a_png(tmp_path):
+  path = tmp_path / "fig.png"
+  slope, _ = task_lib.plot_predicted_vs_true(np.array([3.0, 3.5, 4.2]), np.array([3.1, 3.4, 4.0]), str(path))
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert slope > 0
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def test_rendered_scenes_match_the_generator_and_the_cache(tmp_path):
+  source = scenes.ScenesSource(5, seed=3, offset=7, image_size=16)
+  rendered = task_lib.render_scenes(source, chunk_size=2, cache_dir=str(tmp_path))
+  expected = source[np.arange(5)]
+  batch = rendered[np.array([4, 0])]
+  np.testing.assert_allclose(batch["image"], expected["image"][[4, 0]], atol=0.5 / 255 + 1e-6)
+  np.testing.assert_array_equal(batch["difficulty"], expected["difficulty"][[4, 0]])
+  assert len(list(tmp_path.iterdir())) == 1
+  cached = task_lib.render_scenes(source, cache_dir=str(tmp_path))
+  np.testing.assert_array_equal(cached.images, rendered.images)
+
+
+def test_array_source_rejects_bad_shapes():
+  with pytest.raises(ValueError, match="uint8"):
+    task_lib.ArraySource(np.zeros((2, 4, 4, 3), np.float32), np.zeros(2))
+  with pytest.raises(ValueError, match="difficulty"):
+    task_lib.ArraySource(np.zeros((2, 4, 4, 3), np.uint8), np.zeros(3))
+
+
+def _random_splits(num_train=16, num_eval=6, size=32, seed=0):
+  rng = np.random.default_rng(seed)
+  make = lambda n: task_lib.ArraySource(rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8),
+                                        rng.normal(3.3, 0.5, size=n).astype(np.float32))
+  return {"train": make(num_train), "validation": make(num_eval), "test": make(num_eval)}
+
+
+def test_train_iterator_is_deterministic_in_the_step_and_tiles_processes():
+  config = config_lib.get_config("mse")
+  config.batch_size = 4
+  config.eval_batch_size = 4
+  splits = _random_splits()
+  task = task_lib.make_task(config, splits)
+  fresh = task.make_train_iterator(0, 0, 1)
+  batches = [next(fresh) for _ in range(6)]
+  resumed = next(task.make_train_iterator(5, 0, 1))
+  np.testing.assert_array_equal(resumed["inputs"], batches[5]["inputs"])
+  assert set(resumed) == {"inputs", "difficulty"}
+  halves = [next(task.make_train_iterator(5, p, 2)) for p in range(2)]
+  np.testing.assert_array_equal(np.concatenate([h["difficulty"] for h in halves]), batches[5]["difficulty"])
+  evals = list(task.make_eval_iterator())
+  assert [b["mask"].sum() for b in evals] == [4, 2]
+
+
+def test_device_loss_scope_is_rejected():
+  config = config_lib.get_config("kendall")
+  config.loss_scope = "device"
+  with pytest.raises(ValueError, match="global"):
+    task_lib.make_task(config, _random_splits())
+
+
+def test_voc_without_csv_says_what_to_do(tmp_path):
+  from ranking_jax.data import voc_difficulty  # pylint: disable=g-import-not-at-top
+  config = config_lib.get_config("alternating,voc")
+  with pytest.raises(voc_difficulty.DataNotFoundError, match="VSD_dataset.csv"):
+    task_lib.make_splits(config.data)
+  config.data.csv_path = str(tmp_path / "missing.csv")
+  with pytest.raises(voc_difficulty.DataNotFoundError):
+    task_lib.make_splits(config.data)
+
+
+@pytest.mark.skipif(not VSD_CSV.exists(), reason="real VSD CSV not in ../shared/data")
+def test_voc_with_the_real_csv_but_no_dataset_says_how_to_prepare_it(tmp_path):
+  from ranking_jax.data import voc_difficulty  # pylint: disable=g-import-not-at-top
+  config = config_lib.get_config("mse,voc")
+  config.data.csv_path = str(VSD_CSV)
+  config.data.tfds_data_dir = str(tmp_path)
+  with pytest.raises(voc_difficulty.DataNotFoundError, match="tfds build voc/2012"):
+    task_lib.make_splits(config.data)
+
+
+# -------------------------------------------------------------------------- two steps of every variant
+
+
+def _tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Two steps on random 32x32 images; the Table-2 / Figure-3 variants use a one-block ResNet stem.
+
+  The compile time of the step dominates on a CPU, so the twelve variants that share the default ResNet-18
+  (they differ only in the loss weights, which is what these runs check) use a ResNet with one stage of
+  one basic block, width 4; the Table 1 backbones keep their full depth at width 4 / alpha 0.125 / VGG
+  channels / 16.
+  """
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  config.total_epochs = None
+  config.total_steps = 2
+  config.log_every_steps = 1
+  config.eval_every_epochs = None
+  config.eval_every_steps = 0
+  config.checkpoint_every_epochs = None
+  config.checkpoint_every_steps = 0
+  config.async_checkpointing = False
+  backbone = config.model.backbone
+  if backbone == "resnet18":
+    config.model.stage_sizes = (1,)
+  if backbone.startswith("resnet"):
+    config.model.width = 4
+  elif backbone == "mobilenet":
+    config.model.alpha = 0.125
+  elif backbone == "vgg16":
+    config.model.vgg_channel_divisor = 16
+    config.model.vgg_fc_width = 16
+  return config
+
+
+@pytest.mark.parametrize("variant", task_lib.VARIANTS)
+def test_two_step_run_of_every_variant(variant, tmp_path):
+  from ranking_jax import train  # pylint: disable=g-import-not-at-top
+  config = _tiny(config_lib.get_config(variant))
+  splits = _random_splits(num_train=16, num_eval=6)
+  results = train.train_and_evaluate(config, str(tmp_path), task_lib.make_task(config, splits))
+  assert results["step"] == 2
+  assert results["train_step_compilations"] == 1
+  assert np.isfinite(results["eval_metrics"]["mse"]) and -1 <= results["eval_metrics"]["kendall_tau"] <= 1
+  assert results["eval_metrics"]["num_examples"] == 6
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  train_records = [r for r in records if r["split"] == "train"]
+  assert len(train_records) == 2
+  expected = ({"rank": 1.0, "mse": 0.0} if variant == "alternating"  # epoch 1 trains the rank loss
+              else dict(config.multitask.weights))
+  for record in train_records:
+    assert np.isfinite(record["loss"])
+    assert {k: record[f"weight/{k}"] for k in expected} == pytest.approx(expected)
+    assert record["loss"] == pytest.approx(
+        expected["rank"] * record["loss/rank"] + expected["mse"] * record["loss/mse"], rel=1e-5, abs=1e-6)
+  if variant == "alternating":  # the report of the experiment main: test split, table row, Figure 4
+    report = task_lib.write_report(config, str(tmp_path), splits)
+    assert report["steps"] == 2 and report["paper"]["kendall_tau"] == 0.467
+    assert (tmp_path / "figure4.png").exists() and (tmp_path / "results.md").exists()
+    assert json.loads((tmp_path / "test_metrics.json").read_text())["num_examples"] == 6
