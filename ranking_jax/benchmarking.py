@@ -1,0 +1,228 @@
+"""Timing and memory measurement of the losses and rank functions (used by `experiments/benchmark.py`).
+
+Every case is a jitted function of a ``[batch, n]`` input. We report, after compilation, the median wall
+time of the forward pass and of the forward+backward pass (gradient with respect to the scores), and the
+peak memory of the compiled forward+backward program as XLA's buffer assignment computes it (arguments +
+outputs + temporaries, :meth:`jax.stages.Compiled.memory_analysis`). Programs that would need more than
+``memory_limit_bytes`` are reported and not run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ranking_jax import losses
+from ranking_jax import ranks
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  """One benchmarked function: ``fn(scores, *extra) -> array`` and how to make its inputs."""
+  name: str
+  fn: Callable[..., Array]
+  make_extra: Callable[[np.random.Generator, int, int], tuple] = lambda rng, b, n: ()
+  differentiable: bool = True
+
+
+@dataclasses.dataclass
+class Result:
+  name: str
+  batch: int
+  n: int
+  forward_ms: Optional[float]
+  backward_ms: Optional[float]  # forward + backward
+  peak_bytes: Optional[int]
+  note: str = ""
+
+
+def _labels(rng, b, n):
+  return (jnp.asarray(rng.normal(size=(b, n)), jnp.float32),)
+
+
+def _multihot(rng, b, n):
+  labels = rng.random((b, n)) < 0.1
+  labels[:, 0] = True  # at least one positive per list
+  return (jnp.asarray(labels, jnp.float32),)
+
+
+def _one_relevant(rng, b, n):
+  relevance = np.zeros((b, n), bool)
+  relevance[np.arange(b), rng.integers(0, n, b)] = True
+  return (jnp.asarray(relevance),)
+
+
+def _crl_inputs(rng, b, n):
+  # n samples of one imbalanced binary attribute (10 % minority), 2-class logits, 64-d features.
+  labels = (rng.random((n, 1)) < 0.1).astype(np.int32)
+  features = rng.normal(size=(n, 1, 64)).astype(np.float32)
+  return jnp.asarray(labels), jnp.asarray(features)
+
+
+def _double_argsort(x):
+  return jnp.argsort(jnp.argsort(-x, axis=-1), axis=-1).astype(x.dtype) + 1
+
+
+def default_cases() -> List[Case]:
+  """The cases of the README's performance table."""
+  soft_l2 = lambda x, **kw: ranks.soft_ranks(x, regularization_strength=1.0, **kw)
+  return [
+      Case("argsort(argsort(x)) [baseline]", _double_argsort, differentiable=False),
+      Case("hard_ranks", ranks.hard_ranks, differentiable=False),
+      Case("sigmoid_ranks (lambda=10)", ranks.sigmoid_ranks),
+      Case("soft_ranks (l2, eps=1)", soft_l2),
+      Case("soft_ranks (kl, eps=1)",
+           lambda x: ranks.soft_ranks(x, regularization_strength=1.0, regularization="kl")),
+      Case("kendall_rank_loss", lambda s, y: losses.kendall_rank_loss(s, y), _labels),
+      Case("mse_loss", lambda s, y: losses.mse_loss(s, y), _labels),
+      Case("spearman_loss (soft_ranks)", lambda s, y: losses.spearman_loss(s, y, rank_fn=soft_l2),
+           _labels),
+      Case("spearman_loss (sigmoid_ranks)", lambda s, y: losses.spearman_loss(s, y), _labels),
+      Case("map_rank_loss (soft_ranks)", lambda s, y: losses.map_rank_loss(s, y, rank_fn=soft_l2),
+           _multihot),
+      Case("recall_rank_loss (soft_ranks)",
+           lambda s, r: losses.recall_rank_loss(s, r, rank_fn=soft_l2), _one_relevant),
+      Case("multilabel_softmax_loss", lambda s, y: losses.multilabel_softmax_loss(s, y), _multihot),
+      Case("pairwise_ranking_loss", lambda s, y: losses.pairwise_ranking_loss(s, y), _multihot),
+      Case("warp_loss (sampled)",
+           lambda s, y: losses.warp_loss(s, y, key=jax.random.key(0)), _multihot),
+      Case("warp_loss_exact", lambda s, y: losses.warp_loss_exact(s, y), _multihot),
+      Case("class_rectification_loss (batch=n)",
+           lambda s, y, f: losses.class_rectification_loss(
+               jnp.stack([s[0], -s[0]], -1)[:, None, :], y, features=f, num_classes=2),
+           _crl_inputs),
+  ]
+
+
+def _median_ms(fn: Callable[[], Array], *, min_repeats: int, min_seconds: float,
+               max_repeats: int) -> float:
+  times = []
+  start = time.perf_counter()
+  while len(times) < max_repeats and (len(times) < min_repeats or
+                                      time.perf_counter() - start < min_seconds):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return 1e3 * statistics.median(times)
+
+
+def _compiled_peak_bytes(compiled) -> Optional[int]:
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # Not every backend implements it.
+    return None
+  if stats is None:
+    return None
+  return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes -
+             stats.alias_size_in_bytes)
+
+
+def run_case(case: Case, batch: int, n: int, *, seed: int = 0, memory_limit_bytes: float = 8e9,
+             min_repeats: int = 3, min_seconds: float = 1.0, max_repeats: int = 20) -> Result:
+  """Measures one case at ``[batch, n]``: forward ms, forward+backward ms, peak bytes of fwd+bwd."""
+  rng = np.random.default_rng(seed)
+  scores = jnp.asarray(rng.normal(size=(batch, n)), jnp.float32)
+  extra = case.make_extra(rng, batch, n)
+
+  def scalar(s):
+    out = case.fn(s, *extra)
+    # A fixed non-uniform cotangent so that the backward pass of rank functions does real work.
+    return jnp.sum(out * jnp.cos(jnp.arange(out.size, dtype=out.dtype).reshape(out.shape)))
+
+  forward = jax.jit(lambda s: case.fn(s, *extra))
+  grad = jax.jit(jax.grad(scalar)) if case.differentiable else None
+  program = grad if grad is not None else forward
+  compiled = program.lower(scores).compile()
+  peak = _compiled_peak_bytes(compiled)
+  if peak is not None and peak > memory_limit_bytes:
+    return Result(case.name, batch, n, None, None, peak,
+                  note=f"not run: needs {peak / 1e9:.1f} GB > {memory_limit_bytes / 1e9:.0f} GB limit")
+  timing = dict(min_repeats=min_repeats, min_seconds=min_seconds, max_repeats=max_repeats)
+  jax.block_until_ready(forward(scores))
+  forward_ms = _median_ms(lambda: forward(scores), **timing)
+  backward_ms = None
+  if grad is not None:
+    jax.block_until_ready(compiled(scores))
+    backward_ms = _median_ms(lambda: compiled(scores), **timing)
+  return Result(case.name, batch, n, forward_ms, backward_ms, peak)
+
+
+def run_cases(cases: Sequence[Case], sizes: Sequence[int], batch: int, *,
+              progress: Optional[Callable[[Result], None]] = None, **kwargs) -> List[Result]:
+  results = []
+  for case in cases:
+    for n in sizes:
+      try:
+        result = run_case(case, batch, n, **kwargs)
+      except Exception as e:  # Report and keep going: one failing case must not hide the others.
+        result = Result(case.name, batch, n, None, None, None, note=f"error: {type(e).__name__}: {e}")
+      results.append(result)
+      if progress is not None:
+        progress(result)
+  return results
+
+
+def markdown_table(results: Sequence[Result]) -> str:
+  """Formats results as a markdown table: one row per case, fwd / fwd+bwd / peak per list length."""
+  sizes = sorted({r.n for r in results})
+  batch = results[0].batch if results else 0
+  header = ["function (batch %d)" % batch]
+  for n in sizes:
+    header += [f"n={n} fwd ms", f"n={n} fwd+bwd ms", f"n={n} peak MB"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  by_name: Dict[str, Dict[int, Result]] = {}
+  for r in results:
+    by_name.setdefault(r.name, {})[r.n] = r
+  fmt = lambda v, f: "–" if v is None else f.format(v)
+  for name, row in by_name.items():
+    cells = [name]
+    for n in sizes:
+      r = row.get(n)
+      if r is None:
+        cells += ["", "", ""]
+        continue
+      if r.note and r.forward_ms is None:
+        cells += [r.note, "", fmt(r.peak_bytes and r.peak_bytes / 1e6, "{:.1f}")]
+        continue
+      cells += [fmt(r.forward_ms, "{:.2f}"), fmt(r.backward_ms, "{:.2f}"),
+                fmt(r.peak_bytes and r.peak_bytes / 1e6, "{:.1f}")]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def time_kendall_tau(n: int, *, seed: int = 0, repeats: int = 3) -> Dict[str, float]:
+  """Median seconds of :func:`ranking_jax.metrics.kendall_tau` and ``scipy.stats.kendalltau`` at ``n``.
+
+  Both compute tau-b on the same data (continuous x, y with 10 % ties); scipy is optional.
+  """
+  from ranking_jax import metrics  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=n)
+  y = 0.5 * x + rng.normal(size=n)
+  y[rng.random(n) < 0.1] = 0.0  # some ties
+  out = {}
+
+  def timed(fn):
+    ts = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      value = fn()
+      ts.append(time.perf_counter() - t0)
+    return statistics.median(ts), value
+
+  out["ranking_jax_s"], out["ranking_jax_tau"] = timed(lambda: metrics.kendall_tau(x, y, variant="b"))
+  try:
+    import scipy.stats  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return out
+  out["scipy_s"], res = timed(lambda: scipy.stats.kendalltau(x, y))
+  out["scipy_tau"] = float(res.statistic)
+  return out
