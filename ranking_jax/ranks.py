@@ -68,7 +68,6 @@ def sigmoid_ranks(scores: Array, *, where: Optional[Array] = None, sharpness: fl
   return jnp.where(mask, ranks, jnp.zeros_like(ranks)).astype(scores.dtype)
 
 
-
 # ---------------------------------------------------------------------------------------------------------
 # Soft ranks and soft sort of Blondel, Teboul, Berthet, Djolonga, "Fast Differentiable Sorting and Ranking"
 # (ICML 2020): projections onto a permutahedron, computed with one sort and one isotonic regression solved by

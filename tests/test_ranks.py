@@ -115,7 +115,8 @@ def permutahedron_projection_slsqp(z, w):
   for size in range(1, n):
     for subset in itertools.combinations(range(n), size):
       idx = list(subset)
-      constraints.append({"type": "ineq", "fun": lambda mu, idx=idx, size=size: w_desc[:size].sum() - mu[idx].sum()})
+      bound = w_desc[:size].sum()  # the |S| largest entries of w bound any |S| coordinates of mu
+      constraints.append({"type": "ineq", "fun": lambda mu, idx=idx, bound=bound: bound - mu[idx].sum()})
   result = scipy.optimize.minimize(lambda mu: np.sum((mu - z) ** 2), np.full(n, np.mean(w)),
                                    jac=lambda mu: 2 * (mu - z), constraints=constraints, method="SLSQP",
                                    options={"ftol": 1e-12, "maxiter": 500})
@@ -213,7 +214,8 @@ def test_reference_pav_matches_sklearn_and_generic_projection():
 @pytest.mark.parametrize("regularization", ["l2", "kl"])
 def test_soft_ranks_match_reference(regularization):
   rng = np.random.default_rng(4)
-  scores = (rng.normal(size=(6, 40)) * np.array([0.01, 0.1, 1.0, 3.0, 10.0, 100.0])[:, None]).astype(np.float32)
+  spreads = np.array([0.01, 0.1, 1.0, 3.0, 10.0, 100.0])[:, None]
+  scores = (rng.normal(size=(6, 40)) * spreads).astype(np.float32)
   scores[5, :10] = scores[5, 10:20]  # exact ties
   for epsilon in (0.01, 0.3, 1.0, 30.0):
     got = np.asarray(jit_soft_ranks(jnp.asarray(scores), regularization_strength=epsilon,
@@ -477,7 +479,8 @@ def test_soft_sort_matches_reference_limits_and_sum():
   np.testing.assert_allclose(large, np.broadcast_to(scores.mean(-1, keepdims=True), (4, 20)), atol=1e-4)
   # Masks: valid items soft-sorted first, zeros after; zero gradient at masked items.
   where = rng.random((4, 20)) < 0.5
-  masked = np.asarray(jit_soft_sort(jnp.asarray(scores), where=jnp.asarray(where), regularization_strength=0.3))
+  masked = np.asarray(jit_soft_sort(jnp.asarray(scores), where=jnp.asarray(where),
+                                    regularization_strength=0.3))
   for row in range(4):
     m = where[row].sum()
     np.testing.assert_allclose(masked[row, :m], soft_sort_reference(scores[row, where[row]], 0.3), rtol=1e-5,
