@@ -65,7 +65,8 @@ def ref_instance_mining(probs, labels, feats, valid, k):
     if not valid[a] or labels[a] not in minority:
       continue
     dist = lambda i: float(np.linalg.norm(feats[a] - feats[i]))
-    pos = [i for i in range(n) if valid[i] and i != a and labels[i] == labels[a] and predicted[i] != labels[i]]
+    pos = [i for i in range(n)
+           if valid[i] and i != a and labels[i] == labels[a] and predicted[i] != labels[i]]
     neg = [i for i in range(n) if valid[i] and labels[i] != labels[a]]
     out[a] = (set(sorted(pos, key=lambda i: -dist(i))[:k]), set(sorted(neg, key=dist)[:k]))
   return out

@@ -303,7 +303,8 @@ def instance_level_hard_mining(scores: Array, labels: Array, *, features: Array,
      \mathcal{P}^{ins}_{i,c} = \{\mathbf{x}_k \mid a_k = c,\ \hat{a}_k \ne c,\
        \text{large } \|\mathbf{x}_i - \mathbf{x}_k\|_2\},
      \qquad
-     \mathcal{N}^{ins}_{i,c} = \{\mathbf{x}_k \mid a_k \ne c,\ \text{small } \|\mathbf{x}_i - \mathbf{x}_k\|_2\},
+     \mathcal{N}^{ins}_{i,c} = \{\mathbf{x}_k \mid a_k \ne c,\
+       \text{small } \|\mathbf{x}_i - \mathbf{x}_k\|_2\},
 
   keeping the K farthest misclassified positives (:math:`\hat{a}_k = \arg\max_c` ``scores``, the anchor itself
   excluded) and the K closest negatives. Slots beyond the available samples are padded and masked.
@@ -695,7 +696,8 @@ def class_rectification_loss(logits: Array, labels: Array, *, features: Array,
     margin: ``None`` for the paper's margins, a float, or one float per attribute. Not used by
       ``"distribution"`` (must be ``None``).
     num_classes: :math:`|Z_j|`: ``None`` (= ``C``), an int, or one int per attribute (static).
-    regularizer_weight: multiplies :math:`l_{crl}` (1 in eq. 8).
+    regularizer_weight: multiplies :math:`l_{crl}`. Eq. 8 adds the two terms with equal weight (1); the
+      paper defines no imbalance-dependent weight, so any other balance is the user's choice.
     num_bins: histogram bins :math:`\tau` for ``"distribution"``.
     histogram_range: ``(low, high)`` of the histogram bins for ``"distribution"``.
 
