@@ -31,7 +31,7 @@ Array = jax.Array
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity, so jax.jit(rank_fn) works
 class SorterRankFn:
   """A trained sorter as a frozen, jittable ``rank_fn`` (see :class:`ranking_jax.types.RankFn`).
 
@@ -53,8 +53,8 @@ class SorterRankFn:
   (3,)
   """
   module: nn.Module
-  variables: Any
-  max_length: int
+  variables: Any = dataclasses.field(repr=False)
+  max_length: int = 0
   metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __call__(self, scores: Array, *, where: Optional[Array] = None) -> Array:
@@ -139,7 +139,9 @@ def load_pretrained(name: str, directory: Optional[str] = None) -> SorterRankFn:
   module = models.build_sorter(meta["architecture"], **meta["module_kwargs"])
   length = meta["max_length"]
   template = module.init(jax.random.key(0), jnp.zeros((1, length)), jnp.ones((1, length), bool))
-  raw = flax.serialization.msgpack_restore(payload)
+  # Collections without variables (e.g. an empty "batch_stats") may be stored or not.
+  raw = {k: v for k, v in flax.serialization.msgpack_restore(payload).items() if v}
+  template = {k: v for k, v in template.items() if v}
   expected = jax.tree.map(jnp.shape, flax.serialization.to_state_dict(template))
   got = jax.tree.map(jnp.shape, raw)
   if expected != got:
