@@ -274,21 +274,25 @@ def difficulty_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray
      \text{MSE} = \frac1n \sum_i (s_i - y_i)^2, \qquad
      \tau_a = \frac{n_c - n_d}{n (n - 1) / 2}
 
-  Non-finite predictions are a failed model, so they raise instead of being skipped.
+  Non-finite predictions make both metrics NaN (a diverged model is not scored on the rest) and are
+  counted in ``num_nonfinite``, so a run still writes its results instead of failing at the final eval.
 
   >>> out = difficulty_metrics(np.array([1.0, 3.0, 2.0]), {"difficulty": np.array([1.0, 2.0, 3.0])})
   >>> {k: round(v, 4) for k, v in out.items()}
-  {'mse': 0.6667, 'kendall_tau': 0.3333, 'num_examples': 3.0}
+  {'mse': 0.6667, 'kendall_tau': 0.3333, 'num_examples': 3.0, 'num_nonfinite': 0.0}
   """
   predictions = np.asarray(predictions, np.float64).reshape(-1)
   labels = np.asarray(targets[_LABEL_KEY], np.float64).reshape(-1)
   if predictions.shape != labels.shape:
     raise ValueError(f"{predictions.shape[0]} predictions for {labels.shape[0]} labels.")
-  if not np.all(np.isfinite(predictions)):
-    raise FloatingPointError(f"{np.sum(~np.isfinite(predictions))} non-finite predictions.")
-  return {"mse": float(np.mean((predictions - labels) ** 2)),
-          "kendall_tau": float(metrics_lib.kendall_tau(predictions, labels, variant="a")),
-          "num_examples": float(len(labels))}
+  num_nonfinite = int(np.sum(~np.isfinite(predictions)))
+  if num_nonfinite:
+    mse = tau = float("nan")
+  else:
+    mse = float(np.mean((predictions - labels) ** 2))
+    tau = float(metrics_lib.kendall_tau(predictions, labels, variant="a"))
+  return {"mse": mse, "kendall_tau": tau, "num_examples": float(len(labels)),
+          "num_nonfinite": float(num_nonfinite)}
 
 
 # ------------------------------------------------------------------------------------------------ task
