@@ -25,8 +25,8 @@ Variants (``get_config("<variant>[,voc]")``):
 Default size (embedded scenes, CPU): 64x64 images, 4 000 / 1 000 / 1 000 train / validation / test scenes,
 global batch 200 (the paper's), 15 epochs = 300 steps. Table 2 and Figure 3 use a ResNet-18 of width 8
 (first stage 8 filters instead of 64; 176 777 parameters with the head). Measured on the 2-core CPU while
-~7 other jobs shared it (load average up to ~13, so noisy): 1.1-2.3 s per training step (augmentation and pipeline
-included); the four Table 2 runs took 5.4-9.8 minutes each once the scenes were cached, and the first one
+~7 other jobs shared it (load average up to ~13, so noisy): 1.1-2.3 s per training step (augmentation
+and pipeline included); the four Table 2 runs took 5.4-9.8 minutes each once the scenes were cached, and the first one
 20.8 minutes (scene rendering, ~1.5-3 min, plus this test suite running beside it) -- over the 15-minute
 target under that load; a bare jitted step of the same network took 0.9 s in a micro-benchmark
 (width-16 ResNet-18: 2.6 s). Table 1's backbones keep their depth and are slimmed for the CPU:
