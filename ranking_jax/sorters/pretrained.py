@@ -138,12 +138,14 @@ def load_pretrained(name: str, directory: Optional[str] = None) -> SorterRankFn:
     raise ValueError(f"Pretrained sorter {name!r}: weights do not match the recorded SHA-256.")
   module = models.build_sorter(meta["architecture"], **meta["module_kwargs"])
   length = meta["max_length"]
-  template = module.init(jax.random.key(0), jnp.zeros((1, length)), jnp.ones((1, length), bool))
+  # Shapes only (no compilation, no random weights that could leak out).
+  template = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, length)),
+                            jnp.ones((1, length), bool))
   # Collections without variables (e.g. an empty "batch_stats") may be stored or not.
   raw = {k: v for k, v in flax.serialization.msgpack_restore(payload).items() if v}
   template = {k: v for k, v in template.items() if v}
-  expected = jax.tree.map(jnp.shape, flax.serialization.to_state_dict(template))
-  got = jax.tree.map(jnp.shape, raw)
+  expected = jax.tree.map(lambda x: tuple(x.shape), flax.serialization.to_state_dict(template))
+  got = jax.tree.map(lambda x: tuple(x.shape), raw)
   if expected != got:
     raise ValueError(f"Pretrained sorter {name!r}: stored weights do not fit {meta['architecture']} "
                      f"with {meta['module_kwargs']}.")

@@ -30,6 +30,7 @@ row has ``n`` valid items in its first ``n`` positions and targets ``rk / n``; p
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import jax
@@ -52,12 +53,11 @@ def _random_positions(key: Array, length: int, n: Array) -> Array:
   return jnp.argsort(jnp.argsort(keys)).astype(jnp.float32)
 
 
-def _authors_row(key: Array, n: Array, length: int, generator: Optional[Array]) -> Array:
+def _authors_row(key: Array, n: Array, length: int, generator: Array) -> Array:
   keys = jax.random.split(key, 9)
   index = jnp.arange(length, dtype=jnp.float32)
   nf = n.astype(jnp.float32)
-  if generator is None:
-    generator = jax.random.randint(keys[0], (), 0, 10)
+  generator = jnp.where(generator < 0, jax.random.randint(keys[0], (), 0, 10), generator)
   uniform = jax.random.uniform(keys[1], (length,), minval=-1.0, maxval=1.0)
   normal = jax.random.normal(keys[2], (length,))
   a, b = jax.random.uniform(keys[3], (2,))
@@ -82,12 +82,11 @@ def _authors_row(key: Array, n: Array, length: int, generator: Optional[Array]) 
   return candidates[generator]
 
 
-def _paper_row(key: Array, n: Array, length: int, generator: Optional[Array]) -> Array:
+def _paper_row(key: Array, n: Array, length: int, generator: Array) -> Array:
   keys = jax.random.split(key, 8)
   index = jnp.arange(length, dtype=jnp.float32)
   nf = n.astype(jnp.float32)
-  if generator is None:
-    generator = jax.random.randint(keys[0], (), 0, 4)
+  generator = jnp.where(generator < 0, jax.random.randint(keys[0], (), 0, 4), generator)
   uniform = jax.random.uniform(keys[1], (length,), minval=-1.0, maxval=1.0)
   normal = jax.random.normal(keys[2], (length,))
   lo, hi = jnp.sort(jax.random.uniform(keys[3], (2,), minval=-1.0, maxval=1.0))
@@ -132,14 +131,22 @@ def sample_scores(key: Array, batch_size: int, length: int, *, mixture: str = "a
   if generator is not None and not 0 <= generator < NUM_GENERATORS[mixture]:
     raise ValueError(f"`generator` must lie in [0, {NUM_GENERATORS[mixture]}) for mixture {mixture!r}, "
                      f"got {generator}.")
+  generator = jnp.asarray(-1 if generator is None else generator, jnp.int32)
+  return _sample_scores(key, batch_size, length, mixture, min_length, generator)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _sample_scores(key: Array, batch_size: int, length: int, mixture: str, min_length: Optional[int],
+                   generator: Array) -> tuple[Array, Array]:
+  """``generator`` < 0 draws a generator per row; it is traced, so one compilation serves them all."""
+  # Jitted as a whole: eager dispatch of the vmapped generators costs seconds per call.
   length_key, row_key = jax.random.split(key)
   if min_length is None or min_length == length:
     n = jnp.full((batch_size,), length, jnp.int32)
   else:
     n = jax.random.randint(length_key, (batch_size,), min_length, length + 1)
   row_fn = _authors_row if mixture == "authors" else _paper_row
-  gen = None if generator is None else jnp.asarray(generator, jnp.int32)
-  scores = jax.vmap(lambda k, m: row_fn(k, m, length, gen))(jax.random.split(row_key, batch_size), n)
+  scores = jax.vmap(lambda k, m: row_fn(k, m, length, generator))(jax.random.split(row_key, batch_size), n)
   where = jnp.arange(length)[None, :] < n[:, None]
   scores = jnp.where(where, scores, 0.0).astype(jnp.float32)
   return scores, where
@@ -174,7 +181,7 @@ def test_set(seed: int, size: int = 10_000, length: int = 100, *, mixture: str =
   The set depends only on ``(seed, size, length, mixture)`` (it is drawn in chunks of ``chunk`` rows
   from ``jax.random.fold_in(key(seed), chunk_index)``), never on the training run.
   """
-  sampler = jax.jit(lambda k: sample_batch(k, chunk, length, mixture=mixture), )
+  sampler = _test_set_sampler(chunk, length, mixture)
   base = jax.random.key(seed)
   scores, targets = [], []
   for start in range(0, size, chunk):
@@ -182,3 +189,12 @@ def test_set(seed: int, size: int = 10_000, length: int = 100, *, mixture: str =
     scores.append(np.asarray(batch["scores"]))
     targets.append(np.asarray(batch["targets"]))
   return np.concatenate(scores)[:size], np.concatenate(targets)[:size]
+
+
+@functools.lru_cache(maxsize=16)
+def _test_set_sampler(chunk: int, length: int, mixture: str):
+  """One compiled sampler per shape, shared by every call of :func:`test_set`."""
+  return jax.jit(lambda k: sample_batch(k, chunk, length, mixture=mixture))
+
+
+test_set.__test__ = False  # a data helper, not a pytest test (when this file is passed to pytest)

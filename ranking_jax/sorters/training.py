@@ -46,7 +46,8 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
 def _init_state(config, module, key):
   d = config.sorter.length
-  variables = module.init(key, jnp.zeros((2, d)), jnp.ones((2, d), bool))
+  # Jitted: an eager init dispatches (and compiles) every op separately.
+  variables = jax.jit(module.init)(key, jnp.zeros((2, d)), jnp.ones((2, d), bool))
   params = variables["params"]
   batch_stats = variables.get("batch_stats", {})
   tx = optax.adam(learning_rate_schedule(config))
