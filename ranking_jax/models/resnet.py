@@ -18,8 +18,13 @@ import jax.numpy as jnp
 STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
-def _norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
+def _norm(train: bool, dtype: Any, name: str, zero_init: bool = False) -> nn.BatchNorm:
+  # zero_init: the last BatchNorm of a residual branch starts at scale 0, so every block starts as the
+  # identity (Goyal et al. 2017). Deep random-init ResNets (101/152) otherwise blow up in inference mode
+  # while the running statistics are still at their initial values.
+  scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                      scale_init=scale_init, name=name)
 
 
 def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
@@ -41,7 +46,7 @@ class BasicBlock(nn.Module):
     y = _conv(self.filters, 3, self.strides, self.dtype, "conv1")(x)
     y = nn.relu(_norm(train, self.dtype, "bn1")(y))
     y = _conv(self.filters, 3, 1, self.dtype, "conv2")(y)
-    y = _norm(train, self.dtype, "bn2")(y)
+    y = _norm(train, self.dtype, "bn2", zero_init=True)(y)
     if x.shape != y.shape:
       x = _conv(self.filters, 1, self.strides, self.dtype, "downsample_conv")(x)
       x = _norm(train, self.dtype, "downsample_bn")(x)
@@ -62,7 +67,7 @@ class Bottleneck(nn.Module):
     y = _conv(self.filters, 3, self.strides, self.dtype, "conv2")(y)
     y = nn.relu(_norm(train, self.dtype, "bn2")(y))
     y = _conv(self.filters * 4, 1, 1, self.dtype, "conv3")(y)
-    y = _norm(train, self.dtype, "bn3")(y)
+    y = _norm(train, self.dtype, "bn3", zero_init=True)(y)
     if x.shape != y.shape:
       x = _conv(self.filters * 4, 1, self.strides, self.dtype, "downsample_conv")(x)
       x = _norm(train, self.dtype, "downsample_bn")(x)
