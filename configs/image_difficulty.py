@@ -53,26 +53,13 @@ import ml_collections
 from ml_collections import config_dict
 
 from configs import base
-
-TABLE1_BACKBONES = ("mobilenet", "vgg16", "resnet101", "resnet152")
-TABLE2_VARIANTS = ("mse", "kendall", "weighted", "alternating")
-FIGURE3_LAMBDAS = (0.0, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+from ranking_jax.tasks.image_difficulty import TABLE1_VARIANTS as TABLE1_BACKBONES
+from ranking_jax.tasks.image_difficulty import TABLE2_VARIANTS
+from ranking_jax.tasks.image_difficulty import parse_lambda
 
 
 def _weights(rank: float, mse: float) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({"rank": float(rank), "mse": float(mse)})
-
-
-def _parse_lambda(variant: str) -> float | None:
-  if not variant.startswith("lambda="):
-    return None
-  try:
-    value = float(variant[len("lambda="):])
-  except ValueError:
-    raise ValueError(f"bad variant {variant!r}: expected lambda=<number in [0, 1]>.") from None
-  if not 0.0 <= value <= 1.0:
-    raise ValueError(f"bad variant {variant!r}: lambda must lie in [0, 1].")
-  return value
 
 
 def get_config(arg: str = "alternating") -> ml_collections.ConfigDict:
@@ -83,7 +70,7 @@ def get_config(arg: str = "alternating") -> ml_collections.ConfigDict:
   if unknown:
     raise ValueError(f"unknown modifier(s) {unknown} in {arg!r}; the only modifier is ',voc'.")
   real_data = "voc" in modifiers
-  lam = _parse_lambda(variant)
+  lam = parse_lambda(variant)
   if variant not in TABLE2_VARIANTS + TABLE1_BACKBONES and lam is None:
     raise ValueError(f"unknown variant {variant!r}; choose one of {TABLE2_VARIANTS + TABLE1_BACKBONES} "
                      "or lambda=<value in [0, 1]>, optionally followed by ',voc'.")
