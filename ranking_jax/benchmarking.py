@@ -31,6 +31,8 @@ class Case:
   fn: Callable[..., Array]
   make_extra: Callable[[np.random.Generator, int, int], tuple] = lambda rng, b, n: ()
   differentiable: bool = True
+  # Which inputs the backward pass differentiates: 0 = the scores, k = the k-th extra input.
+  grad_argnums: tuple = (0,)
 
 
 @dataclasses.dataclass
@@ -95,10 +97,10 @@ def default_cases() -> List[Case]:
       Case("warp_loss (sampled)",
            lambda s, y: losses.warp_loss(s, y, key=jax.random.key(0)), _multihot),
       Case("warp_loss_exact", lambda s, y: losses.warp_loss_exact(s, y), _multihot),
-      Case("class_rectification_loss (batch=n)",
+      Case("class_rectification_loss (batch=n, grads to logits+features)",
            lambda s, y, f: losses.class_rectification_loss(
                jnp.stack([s[0], -s[0]], -1)[:, None, :], y, features=f, num_classes=2),
-           _crl_inputs),
+           _crl_inputs, grad_argnums=(0, 2)),
   ]
 
 
@@ -127,31 +129,36 @@ def _compiled_peak_bytes(compiled) -> Optional[int]:
 
 def run_case(case: Case, batch: int, n: int, *, seed: int = 0, memory_limit_bytes: float = 8e9,
              min_repeats: int = 3, min_seconds: float = 1.0, max_repeats: int = 20) -> Result:
-  """Measures one case at ``[batch, n]``: forward ms, forward+backward ms, peak bytes of fwd+bwd."""
+  """Measures one case at ``[batch, n]``: forward ms, forward+backward ms, peak bytes of fwd+bwd.
+
+  The backward pass differentiates the inputs named by ``case.grad_argnums`` (the scores by default).
+  """
   rng = np.random.default_rng(seed)
   scores = jnp.asarray(rng.normal(size=(batch, n)), jnp.float32)
   extra = case.make_extra(rng, batch, n)
 
-  def scalar(s):
-    out = case.fn(s, *extra)
+  inputs = (scores, *extra)
+
+  def scalar(*args):
+    out = case.fn(*args)
     # A fixed non-uniform cotangent so that the backward pass of rank functions does real work.
     return jnp.sum(out * jnp.cos(jnp.arange(out.size, dtype=out.dtype).reshape(out.shape)))
 
-  forward = jax.jit(lambda s: case.fn(s, *extra))
-  grad = jax.jit(jax.grad(scalar)) if case.differentiable else None
+  forward = jax.jit(case.fn)
+  grad = jax.jit(jax.grad(scalar, argnums=case.grad_argnums)) if case.differentiable else None
   program = grad if grad is not None else forward
-  compiled = program.lower(scores).compile()
+  compiled = program.lower(*inputs).compile()
   peak = _compiled_peak_bytes(compiled)
   if peak is not None and peak > memory_limit_bytes:
     return Result(case.name, batch, n, None, None, peak,
                   note=f"not run: needs {peak / 1e9:.1f} GB > {memory_limit_bytes / 1e9:.0f} GB limit")
   timing = dict(min_repeats=min_repeats, min_seconds=min_seconds, max_repeats=max_repeats)
-  jax.block_until_ready(forward(scores))
-  forward_ms = _median_ms(lambda: forward(scores), **timing)
+  jax.block_until_ready(forward(*inputs))
+  forward_ms = _median_ms(lambda: forward(*inputs), **timing)
   backward_ms = None
   if grad is not None:
-    jax.block_until_ready(compiled(scores))
-    backward_ms = _median_ms(lambda: compiled(scores), **timing)
+    jax.block_until_ready(compiled(*inputs))
+    backward_ms = _median_ms(lambda: compiled(*inputs), **timing)
   return Result(case.name, batch, n, forward_ms, backward_ms, peak)
 
 
