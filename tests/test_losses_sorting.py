@@ -18,30 +18,16 @@ from jax.test_util import check_grads
 from ranking_jax import ranks
 from ranking_jax.losses import sorting
 
+import testing_utils
+
 DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SETTINGS = hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
 
 
-def jitted(fn):
-  """``fn`` under ``jax.jit``, array arguments traced and every other keyword static (one compile per
-  shape and option set: much cheaper than op-by-op dispatch on the shared 2-core test machine)."""
-  cache = {}
-
-  def wrapper(*args, **kwargs):
-    static = {k: v for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))}
-    dynamic = {k: v for k, v in kwargs.items() if k not in static}
-    key = tuple(sorted(static.items()))
-    if key not in cache:
-      cache[key] = jax.jit(lambda *a, **kw: fn(*a, **kw, **static))
-    return cache[key](*args, **dynamic)
-
-  return wrapper
-
-
-spearman_loss = jitted(sorting.spearman_loss)
-map_rank_loss = jitted(sorting.map_rank_loss)
-recall_rank_loss = jitted(sorting.recall_rank_loss)
-tie_averaged_ranks = jitted(sorting.tie_averaged_ranks)
+spearman_loss = testing_utils.jitted(sorting.spearman_loss)
+map_rank_loss = testing_utils.jitted(sorting.map_rank_loss)
+recall_rank_loss = testing_utils.jitted(sorting.recall_rank_loss)
+tie_averaged_ranks = testing_utils.jitted(sorting.tie_averaged_ranks)
 
 
 # ---------------------------------------------------------------------------------------------------

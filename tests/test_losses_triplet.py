@@ -17,30 +17,16 @@ from jax.test_util import check_grads
 
 from ranking_jax.losses import triplet
 
+import testing_utils
+
 DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SETTINGS = hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
 
 
-def jitted(fn):
-  """``fn`` under ``jax.jit``: array arguments traced, every other keyword static (one compile per
-  shape and option set, cheaper than op-by-op dispatch on the shared test machine)."""
-  cache = {}
-
-  def wrapper(*args, **kwargs):
-    static = {k: v for k, v in kwargs.items() if not isinstance(v, (np.ndarray, jax.Array))}
-    dynamic = {k: v for k, v in kwargs.items() if k not in static}
-    key = tuple(sorted(static.items()))
-    if key not in cache:
-      cache[key] = jax.jit(lambda *a, **kw: fn(*a, **kw, **static))
-    return cache[key](*args, **dynamic)
-
-  return wrapper
-
-
-triplet_ranking_loss = jitted(triplet.triplet_ranking_loss)
-attribute_prediction_loss = jitted(triplet.attribute_prediction_loss)
-attribute_similarity_loss = jitted(triplet.attribute_similarity_loss)
-fused_distance = jitted(triplet.fused_distance)
+triplet_ranking_loss = testing_utils.jitted(triplet.triplet_ranking_loss)
+attribute_prediction_loss = testing_utils.jitted(triplet.attribute_prediction_loss)
+attribute_similarity_loss = testing_utils.jitted(triplet.attribute_similarity_loss)
+fused_distance = testing_utils.jitted(triplet.fused_distance)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import pathlib
 import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-_TASK_FILE = pathlib.Path(__file__).with_name("test_train_task.py")
+import testing_utils
 
-
-def _task_module():
-  name = "ranking_jax_test_train_task"
-  if name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(name, _TASK_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-  return sys.modules[name]
-
-
-tt = _task_module()
+tt = testing_utils.train_task_module()
 pytestmark = pytest.mark.skipif(jax.local_device_count() != 4, reason="needs the 4 fake devices of conftest.py")
 
 

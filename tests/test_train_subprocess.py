@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import pathlib
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-_TASK_FILE = pathlib.Path(__file__).with_name("test_train_task.py")
+import testing_utils
 
-
-def _task_module():
-  name = "ranking_jax_test_train_task"
-  if name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(name, _TASK_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-  return sys.modules[name]
-
-
-tt = _task_module()
+tt = testing_utils.train_task_module()
 
 
 def _run(workdir, *flags, num_devices=4, timeout=120, **env):
