@@ -26,6 +26,7 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -136,6 +137,20 @@ class CNNSorter(nn.Module):
     return jnp.where(where, out, 0.0)
 
 
+class _ChannelsFirstDense(nn.Module):
+  """``nn.Dense`` (same parameters and initialisers) applied to features on the *first* axis."""
+  features: int
+  bias_init: Any = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[0], self.features))
+    bias = self.param("bias", self.bias_init, (self.features,))
+    dtype = jnp.promote_types(x.dtype, kernel.dtype)
+    out = jnp.tensordot(kernel.astype(dtype).T, x.astype(dtype), axes=1)
+    return out + bias.astype(dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+
+
 class PairwiseSorter(nn.Module):
   r"""A learned comparator sorter whose sharpness adapts to the local spacing of the scores.
 
@@ -175,25 +190,36 @@ class PairwiseSorter(nn.Module):
     # No neighbour at all (one-element list): any finite spacing will do.
     nearest = jnp.where(nearest >= 1e3, 1.0, nearest)
     log_gap = jnp.log(nearest + 1e-4)  # [..., i, 2]
-    log_abs = jnp.log(jnp.where(pair_valid, jnp.abs(delta), 1.0) + 1e-4)
-    g1_i, g1_j = log_gap[..., :, None, 0], log_gap[..., None, :, 0]
-    g2_i, g2_j = log_gap[..., :, None, 1], log_gap[..., None, :, 1]
     n_valid = jnp.sum(where, axis=-1).astype(z.dtype)
-    log_n = jnp.broadcast_to(jnp.log(jnp.maximum(n_valid, 1.0))[..., None, None], delta.shape)
+    # Since t_ij = t_ji and sigma(-x) = 1 - sigma(x), only the pairs i < j are evaluated; items are
+    # gathered to pairs and pairs summed back to items with static one-hot matmuls (no scatter in the
+    # backward pass). The MLP runs channels-first, [out, F] x [F, pairs]: XLA's CPU dot is much faster
+    # so than [pairs, F] x [F, out] with F, out ~ 16.
+    first, second = np.triu_indices(n_items, 1)
+    to_first = jax.nn.one_hot(first, n_items, dtype=z.dtype).T  # [n, P]
+    to_second = jax.nn.one_hot(second, n_items, dtype=z.dtype).T
+    w = where.astype(z.dtype)
+    valid = (w @ to_first) * (w @ to_second)  # [..., P]
+    delta = z @ to_second - z @ to_first  # z_j - z_i
+    log_abs = jnp.log(jnp.where(valid > 0, jnp.abs(delta), 1.0) + 1e-4)
+    g1_i, g1_j = log_gap[..., 0] @ to_first, log_gap[..., 0] @ to_second
+    g2_i, g2_j = log_gap[..., 1] @ to_first, log_gap[..., 1] @ to_second
+    log_n = jnp.broadcast_to(jnp.log(jnp.maximum(n_valid, 1.0))[..., None], delta.shape)
     features = jnp.stack([
         log_abs,
         g1_i + g1_j, jnp.abs(g1_i - g1_j),
         g2_i + g2_j, jnp.abs(g2_i - g2_j),
         jnp.minimum(g1_i, g1_j) - log_abs,
         log_n,
-    ], axis=-1)
+    ], axis=0)  # [F, ..., P]
     h = features
     for layer, width in enumerate(self.hidden):
-      h = nn.gelu(nn.Dense(width, name=f"pair_{layer}")(h))
-    log_temperature = nn.Dense(1, name="temperature", bias_init=nn.initializers.constant(2.0))(h)[..., 0]
+      h = nn.gelu(_ChannelsFirstDense(width, name=f"pair_{layer}")(h))
+    log_temperature = _ChannelsFirstDense(1, bias_init=nn.initializers.constant(2.0),
+                                          name="temperature")(h)[0]
     log_temperature = self.max_log_temperature * jnp.tanh(log_temperature / self.max_log_temperature)
-    compare = jax.nn.sigmoid(jnp.exp(log_temperature) * delta)
-    ranks = 1.0 + jnp.sum(jnp.where(pair_valid, compare, 0.0), axis=-1)
+    compare = valid * jax.nn.sigmoid(jnp.exp(log_temperature) * delta)  # i below j, for i < j
+    ranks = 1.0 + compare @ to_first.T + (valid - compare) @ to_second.T
     out = ranks / jnp.maximum(n_valid[..., None], 1.0)
     return jnp.where(where, out, 0.0)
 
