@@ -105,6 +105,8 @@ def get_config(arg: str = "alternating") -> ml_collections.ConfigDict:
   config.model.vgg_channel_divisor = config_dict.placeholder(int)
   config.model.vgg_fc_width = config_dict.placeholder(int)
   config.model.bias_init = 3.3  # mean VSD difficulty: the MSE starts near the label variance
+  # Optional .npz of converted ImageNet backbone weights (format: ranking_jax.models.weights); "" = random.
+  config.model.pretrained_weights = ""
   if variant in TABLE1_BACKBONES:
     config.model.backbone = variant
   if not real_data:

@@ -298,3 +298,30 @@ def test_two_step_run_of_every_variant(variant, tmp_path):
     assert report["steps"] == 2 and report["paper"]["kendall_tau"] == 0.467
     assert (tmp_path / "figure4.png").exists() and (tmp_path / "results.md").exists()
     assert json.loads((tmp_path / "test_metrics.json").read_text())["num_examples"] == 6
+
+
+def test_pretrained_backbone_weights_initialise_the_run(tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  from ranking_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
+  from ranking_jax.train import trainer  # pylint: disable=g-import-not-at-top
+  config = _tiny(config_lib.get_config("mse"))
+  splits = _random_splits(num_train=16, num_eval=6)
+  model = task_lib.make_model(config.model)
+  # "Converted" weights: a differently seeded initialisation, written in the documented .npz format.
+  stored = model.init(jax.random.key(123), jnp.zeros((1, 32, 32, 3)), train=False)
+  path = tmp_path / "backbone.npz"
+  weights_lib.save_backbone_weights(path, stored)
+
+  def backbone_leaves(variables):
+    return jax.tree_util.tree_leaves(variables["params"]["backbone"])
+
+  random_init = trainer._set_up(config, task_lib.make_task(config, splits)).state  # pylint: disable=protected-access
+  config.model.pretrained_weights = str(path)
+  loaded = trainer._set_up(config, task_lib.make_task(config, splits)).state  # pylint: disable=protected-access
+  for got, want in zip(backbone_leaves({"params": loaded.params["model"]}), backbone_leaves(stored)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  assert any(not np.array_equal(a, b) for a, b in zip(backbone_leaves({"params": random_init.params["model"]}),
+                                                      backbone_leaves(stored)))
+  config.model.pretrained_weights = str(tmp_path / "missing.npz")
+  with pytest.raises(FileNotFoundError, match="missing.npz"):
+    trainer._set_up(config, task_lib.make_task(config, splits))  # pylint: disable=protected-access

@@ -333,9 +333,17 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> Any:
                                           process_count=jax.process_count())
     return (to_trainer_batch(b) for b in batches)
 
+  initialize_variables = None
+  weights_path = config.model.get("pretrained_weights", "")
+  if weights_path:
+    # Converted ImageNet weights for the backbone (the regression head keeps its initialisation).
+    from ranking_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
+    initialize_variables = lambda variables: weights_lib.load_backbone_weights(variables, weights_path)
+
   return train.Task(model=make_model(config.model), loss_terms=make_loss_terms(config.loss.label_diff),
                     make_train_iterator=make_train_iterator, make_eval_iterator=make_eval_iterator,
-                    metrics_fn=difficulty_metrics, num_train_examples=len(train_source))
+                    metrics_fn=difficulty_metrics, num_train_examples=len(train_source),
+                    initialize_variables=initialize_variables)
 
 
 def predict(model: Any, variables: Any, source: Any, batch_size: int = 200) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Callable, Optional
 
 import flax
 import flax.linen as nn
@@ -36,7 +36,8 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, example_inputs: Any,
-                       rng: Array, loss_weight_params: Any = None) -> TrainState:
+                       rng: Array, loss_weight_params: Any = None,
+                       initialize_variables: Optional[Callable[[Any], Any]] = None) -> TrainState:
   """Initialises the model on ``example_inputs`` (with ``train=False``) and the optimizer.
 
   Args:
@@ -45,11 +46,15 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, examp
     example_inputs: inputs with the per-device batch shape (only shapes and dtypes matter).
     rng: raw PRNG key; split into the init key and the training key.
     loss_weight_params: trainable parameters of the loss weighting (``{}`` for fixed schedules).
+    initialize_variables: optional ``variables -> variables`` applied to the freshly initialised model
+      variables before the optimizer state is built (e.g. loading converted ImageNet weights).
   """
   init_rng, dropout_rng, train_rng = jax.random.split(rng, 3)
   variables = jax.jit(lambda r, d: model.init({"params": r, "dropout": d}, example_inputs, train=False))(
       init_rng, dropout_rng)
   variables = flax.core.unfreeze(variables)
+  if initialize_variables is not None:
+    variables = flax.core.unfreeze(initialize_variables(variables))
   model_params = variables.pop("params", {})
   params = {"model": model_params, "loss_weights": loss_weight_params or {}}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,

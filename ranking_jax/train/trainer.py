@@ -52,6 +52,9 @@ class Task:
     num_train_examples: dataset size, to convert ``*_epochs`` config fields into steps.
     steps_per_epoch: overrides ``num_train_examples // batch_size`` when the iterator defines epochs
       differently.
+    initialize_variables: optional ``variables -> variables`` applied once to the freshly initialised
+      model variables (e.g. ``models.load_backbone_weights`` for converted ImageNet weights); a resumed
+      run restores its checkpoint instead.
   """
 
   model: nn.Module
@@ -62,6 +65,7 @@ class Task:
   schedule: Optional[types.Schedule | schedules_lib.LossWeighting] = None
   num_train_examples: Optional[int] = None
   steps_per_epoch: Optional[int] = None
+  initialize_variables: Optional[Callable[[Any], Any]] = None
 
 
 def _pad_batch(batch: Batch, size: int) -> dict[str, np.ndarray]:
@@ -151,7 +155,7 @@ def _set_up(config: Any, task: Task) -> _SetUp:
                      f"{sorted(first_batch)}.")
   example_inputs = jax.tree_util.tree_map(lambda x: parallel.shard(x)[0], first_batch["inputs"])
   state = state_lib.create_train_state(task.model, tx, example_inputs, jax.random.PRNGKey(int(config.seed)),
-                                       weighting.init_params())
+                                       weighting.init_params(), task.initialize_variables)
   return _SetUp(plan, weighting, tx, learning_rate_fn, state)
 
 
