@@ -38,7 +38,8 @@ runs train from random init for only 300 steps, so they use learning rate 1e-2 i
 
 ``,voc``: the paper's sizes: 224x224, batch 200, 280 epochs, lr 1e-3 decayed /10 at epochs 200 and 240,
 full-width backbones (ResNet-152 for Table 2 and Figure 3), VOC 2012 + VSD split 2:1:1.
-The paper's backbones were most likely ImageNet-pretrained; the trainer currently initialises randomly.
+The paper's backbones were most likely ImageNet-pretrained: pass converted weights with
+``--config.model.pretrained_weights=<backbone.npz>`` (format: ``ranking_jax.models.weights``); default random init.
 
 Expected results (measured, ``docs/results/image_difficulty.md``; embedded scenes at default size, one
 seed): test MSE / Kendall tau_a: mse 0.236 / 0.117, kendall 6.67 / 0.289, weighted 0.298 / 0.222,
