@@ -17,7 +17,6 @@ import time
 from typing import Sequence
 
 import jax
-import numpy as np
 
 from ranking_jax.sorters import evaluation
 from ranking_jax.sorters import pretrained

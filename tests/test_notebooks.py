@@ -1,7 +1,6 @@
 """Every notebook's code cells run top to bottom against the installed library (CPU, small sizes)."""
 
 import json
-import os
 import pathlib
 
 import pytest

@@ -5,12 +5,11 @@ Run as a script (the subprocess tests do)::
     PYTHONPATH=. python tests/test_train_task.py --config=configs/base.py --workdir=/tmp/w \
         --config.total_steps=12
 
-The other trainer test files load this module by path (``load_task_module``).
+The other trainer test files load this module by path (``testing_utils.train_task_module``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 import sys
@@ -144,17 +143,6 @@ def subprocess_env(num_devices: int | None = 4, **extra: str) -> dict[str, str]:
   if num_devices is not None:
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
   return env
-
-
-def load_task_module():
-  """This file as a module (the test files import it by path: tests/ is not a package)."""
-  name = "ranking_jax_test_train_task"
-  if name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(name, __file__)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-  return sys.modules[name]
 
 
 def test_train_iterator_is_deterministic_in_the_step():

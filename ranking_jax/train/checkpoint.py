@@ -10,7 +10,7 @@ ignored (and cleaned up by Orbax). ``tests/test_train_checkpoint.py`` checks bot
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import numpy as np

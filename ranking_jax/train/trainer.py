@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import flax.linen as nn
