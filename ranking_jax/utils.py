@@ -21,6 +21,14 @@ Array = jax.Array
 ReduceFn = Optional[Callable[..., Array]]
 
 
+def as_float(x: Array) -> Array:
+  """Casts to float32, or keeps float64; bfloat16/float16 inputs are promoted so sums stay exact."""
+  x = jnp.asarray(x)
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  return x.astype(jnp.float32)
+
+
 def valid_mask(scores: Array, where: Optional[Array] = None) -> Array:
   """Boolean mask of the items that take part: ``where`` (broadcast) and finite scores."""
   mask = jnp.isfinite(scores)

@@ -30,14 +30,6 @@ Array = jax.Array
 _MAP_FORMS = ("rank_sum", "average_precision")
 
 
-def _as_float(x: Array) -> Array:
-  """Casts to float32, or keeps float64; bfloat16/float16 inputs are promoted so sums stay exact."""
-  x = jnp.asarray(x)
-  if jnp.issubdtype(x.dtype, jnp.floating):
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-  return x.astype(jnp.float32)
-
-
 def _check_lists(name_scores: str, scores: Array, name_labels: str, labels: Array) -> None:
   utils.check_rank_at_least(name_scores, scores, 1)
   utils.check_same_shape(name_scores, scores, name_labels, labels)
@@ -61,7 +53,7 @@ def _apply_rank_fn(rank_fn: types.RankFn, scores: Array, mask: Array) -> Array:
 def _apply_weights(values: Array, weights: Optional[Array]) -> Array:
   if weights is None:
     return values
-  return values * jnp.broadcast_to(_as_float(weights), values.shape).astype(values.dtype)
+  return values * jnp.broadcast_to(utils.as_float(weights), values.shape).astype(values.dtype)
 
 
 def tie_averaged_ranks(values: Array, *, where: Optional[Array] = None) -> Array:
@@ -76,7 +68,7 @@ def tie_averaged_ranks(values: Array, *, where: Optional[Array] = None) -> Array
   >>> tie_averaged_ranks(jnp.array([0.1, 3.0, 0.1, 2.0]))
   Array([3.5, 1. , 3.5, 2. ], dtype=float32)
   """
-  values = _as_float(values)
+  values = utils.as_float(values)
   utils.check_rank_at_least("values", values, 1)
   mask = utils.valid_mask(values, where)
   last = values.ndim - 1
@@ -144,8 +136,8 @@ def spearman_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
   Array(0.084, dtype=float32)
   """
   _check_rank_fn(rank_fn)
-  scores = _as_float(scores)
-  labels = _as_float(labels)
+  scores = utils.as_float(scores)
+  labels = utils.as_float(labels)
   _check_lists("scores", scores, "labels", labels)
   mask = utils.valid_mask(scores, where) & jnp.isfinite(labels)
   predicted = _apply_rank_fn(rank_fn, utils.sanitize(scores, mask), mask)
@@ -225,8 +217,8 @@ def map_rank_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
   _check_rank_fn(rank_fn)
   if form not in _MAP_FORMS:
     raise ValueError(f"`form` must be one of {_MAP_FORMS}, got {form!r}.")
-  scores = _as_float(scores)
-  labels = _as_float(labels)
+  scores = utils.as_float(scores)
+  labels = utils.as_float(labels)
   _check_lists("scores", scores, "labels", labels)
   mask = utils.valid_mask(scores, where) & jnp.isfinite(labels)
   positive = mask & (labels > 0)
@@ -302,10 +294,10 @@ def recall_rank_loss(similarities: Array, relevance: Array, *,
   _check_rank_fn(rank_fn)
   if not isinstance(k, int) or isinstance(k, bool) or k < 1:
     raise ValueError(f"`k` must be a positive Python int (number of hard negatives), got {k!r}.")
-  similarities = _as_float(similarities)
+  similarities = utils.as_float(similarities)
   relevance = jnp.asarray(relevance)
   _check_lists("similarities", similarities, "relevance", relevance)
-  relevant = relevance if relevance.dtype == jnp.bool_ else _as_float(relevance) > 0
+  relevant = relevance if relevance.dtype == jnp.bool_ else utils.as_float(relevance) > 0
   mask = utils.valid_mask(similarities, where)
   positive = mask & relevant
   negative = mask & ~relevant

@@ -37,14 +37,6 @@ SBIR_TASK_WEIGHTS: Mapping[str, float] = {
 _ATTRIBUTE_RANKING_FORMS = ("similarity", "triplet")
 
 
-def _as_float(x: Array) -> Array:
-  """Casts to float32, or keeps float64; bfloat16/float16 inputs are promoted so sums stay exact."""
-  x = jnp.asarray(x)
-  if jnp.issubdtype(x.dtype, jnp.floating):
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-  return x.astype(jnp.float32)
-
-
 def _row_mask(where: Optional[Array], leading_shape: Tuple[int, ...], *arrays: Array) -> Array:
   """Mask over the leading axes: ``where`` (broadcast) and rows of ``arrays`` that are all finite."""
   mask = jnp.ones(leading_shape, dtype=bool)
@@ -69,7 +61,7 @@ def _sanitize_rows(x: Array, mask: Array) -> Array:
 def _apply_weights(values: Array, weights: Optional[Array]) -> Array:
   if weights is None:
     return values
-  return values * jnp.broadcast_to(_as_float(weights), values.shape).astype(values.dtype)
+  return values * jnp.broadcast_to(utils.as_float(weights), values.shape).astype(values.dtype)
 
 
 def _squared_distance(a: Array, b: Array) -> Array:
@@ -128,7 +120,7 @@ def triplet_ranking_loss(anchor: Array, positive: Array, negative: Array, *, mar
   >>> triplet_ranking_loss(sketch, photo_pos, photo_neg, margin=1.0, reduce_fn=None)
   Array([0.  , 1.75], dtype=float32)
   """
-  anchor, positive, negative = _as_float(anchor), _as_float(positive), _as_float(negative)
+  anchor, positive, negative = utils.as_float(anchor), utils.as_float(positive), utils.as_float(negative)
   _check_triplet(("anchor", "positive", "negative"), anchor, positive, negative)
   mask = _row_mask(where, anchor.shape[:-1], anchor, positive, negative)
   anchor, positive, negative = (_sanitize_rows(x, mask) for x in (anchor, positive, negative))
@@ -170,7 +162,7 @@ def attribute_prediction_loss(logits: Array, attributes: Array, *, where: Option
   >>> attribute_prediction_loss(jnp.array([[0.0, 100.0]]), jnp.array([[1.0, 0.0]]))
   Array(50.34657, dtype=float32)
   """
-  logits, attributes = _as_float(logits), _as_float(attributes)
+  logits, attributes = utils.as_float(logits), utils.as_float(attributes)
   utils.check_rank_at_least("logits", logits, 1)
   utils.check_same_shape("logits", logits, "attributes", attributes)
   mask = utils.valid_mask(logits, where) & jnp.isfinite(attributes)
@@ -228,10 +220,10 @@ def attribute_similarity_loss(anchor_logits: Array, positive_logits: Array,
   >>> attribute_similarity_loss(sketch, jnp.array([[0.0, 0.0]])).round(4)  # log 2
   Array(0.6931, dtype=float32)
   """
-  arrays = [_as_float(anchor_logits), _as_float(positive_logits)]
+  arrays = [utils.as_float(anchor_logits), utils.as_float(positive_logits)]
   names = ["anchor_logits", "positive_logits"]
   if negative_logits is not None:
-    arrays.append(_as_float(negative_logits))
+    arrays.append(utils.as_float(negative_logits))
     names.append("negative_logits")
   _check_triplet(tuple(names), *arrays)
   mask = _row_mask(where, arrays[0].shape[:-1], *arrays)
@@ -245,7 +237,7 @@ def attribute_similarity_loss(anchor_logits: Array, positive_logits: Array,
 
 
 def _squared_norm_of_tree(params: Any) -> Array:
-  leaves = [jnp.sum(_as_float(x) ** 2) for x in jax.tree_util.tree_leaves(params)]
+  leaves = [jnp.sum(utils.as_float(x) ** 2) for x in jax.tree_util.tree_leaves(params)]
   return sum(leaves, jnp.zeros((), jnp.float32))
 
 
@@ -326,10 +318,10 @@ def sbir_multitask_loss(
     if jnp.shape(x)[:-1] != leading:
       raise ValueError(f"`{name}` must have the triplets' leading shape {leading} (features "
                        f"{jnp.shape(sketch)}), got {jnp.shape(x)}.")
-  triplet_mask = _row_mask(where, leading, _as_float(sketch), _as_float(positive),
-                           _as_float(negative), _as_float(sketch_logits), _as_float(positive_logits),
-                           _as_float(negative_logits))
-  item_weights = None if weights is None else jnp.broadcast_to(_as_float(weights), leading)[..., None]
+  triplet_mask = _row_mask(where, leading, utils.as_float(sketch), utils.as_float(positive),
+                           utils.as_float(negative), utils.as_float(sketch_logits), utils.as_float(positive_logits),
+                           utils.as_float(negative_logits))
+  item_weights = None if weights is None else jnp.broadcast_to(utils.as_float(weights), leading)[..., None]
   shared = dict(where=triplet_mask, weights=weights, reduce_fn=reduce_fn)
   terms = {
       "triplet": triplet_ranking_loss(sketch, positive, negative, margin=margin, **shared),
@@ -386,8 +378,8 @@ def fused_distance(sketch_features: Array, photo_features: Array, sketch_logits:
   >>> fused_distance(sketches, photos, jnp.zeros((1, 1)), jnp.zeros((2, 1)), attribute_weight=0.0)
   Array([[1., 4.]], dtype=float32)
   """
-  sketch_features, photo_features = _as_float(sketch_features), _as_float(photo_features)
-  sketch_logits, photo_logits = _as_float(sketch_logits), _as_float(photo_logits)
+  sketch_features, photo_features = utils.as_float(sketch_features), utils.as_float(photo_features)
+  sketch_logits, photo_logits = utils.as_float(sketch_logits), utils.as_float(photo_logits)
   for name, x in (("sketch_features", sketch_features), ("photo_features", photo_features),
                   ("sketch_logits", sketch_logits), ("photo_logits", photo_logits)):
     utils.check_rank_at_least(name, x, 2)
