@@ -24,17 +24,15 @@ Variants (``get_config("<variant>[,voc]")``):
 
 Default size (embedded scenes, CPU): 64x64 images, 4 000 / 1 000 / 1 000 train / validation / test scenes,
 global batch 200 (the paper's), 15 epochs = 300 steps. Table 2 and Figure 3 use a ResNet-18 of width 8
-(first stage 8 filters instead of 64; 176 777 parameters with the head). Measured on the 2-core CPU while
-~7 other jobs shared it (load average up to ~13, so noisy): 1.1-2.3 s per training step (augmentation
-and pipeline included); the four Table 2 runs took 5.4-9.8 minutes each once the scenes were cached, and the first one
-20.8 minutes (scene rendering, ~1.5-3 min, plus this test suite running beside it) -- over the 15-minute
-target under that load; a bare jitted step of the same network took 0.9 s in a micro-benchmark
-(width-16 ResNet-18: 2.6 s). Table 1's backbones keep their depth and are slimmed for the CPU:
-ResNet-101/152 of width 8, MobileNet alpha 0.25, VGG-16 with channels / 8 and 256-wide fully connected
-layers; they were only run for two steps (tests), not timed over 300 steps, and the deep ResNets are
-several times slower per step than ResNet-18. SGD momentum 0.9, weight decay 5e-4 (paper §E); the embedded
-runs train from random init for only 300 steps, so they use learning rate 1e-2 instead of the paper's 1e-3
-(a choice, not tuned), decayed /10 at epochs 11 and 13 (the paper's 200 and 240 of 280 scaled to 15).
+(first stage 8 filters instead of 64; 176 777 parameters with the head). The four Table 2 runs took
+4.5-6.8 minutes each on the 2-core CPU with other jobs beside them, once the scenes were cached (rendering
+them adds ~1.5-3 minutes to the first run). Table 1's backbones keep their depth and are slimmed for the
+CPU: ResNet-101/152 of width 8, MobileNet alpha 0.25, VGG-16 with channels / 8 and 256-wide fully
+connected layers; they were only run for two steps (tests), not timed over 300 steps, and the deep ResNets
+are several times slower per step than ResNet-18. SGD momentum 0.9, weight decay 5e-4 (paper §E); the
+embedded runs train from random init for only 300 steps, so they use learning rate 1e-2 instead of the
+paper's 1e-3 (a choice, not tuned), decayed /10 at epochs 11 and 13 (the paper's 200 and 240 of 280 scaled
+to 15).
 
 ``,voc``: the paper's sizes: 224x224, batch 200, 280 epochs, lr 1e-3 decayed /10 at epochs 200 and 240,
 full-width backbones (ResNet-152 for Table 2 and Figure 3), VOC 2012 + VSD split 2:1:1.
@@ -42,8 +40,8 @@ The paper's backbones were most likely ImageNet-pretrained: pass converted weigh
 ``--config.model.pretrained_weights=<backbone.npz>`` (format: ``ranking_jax.models.weights``); default random init.
 
 Expected results (measured, ``docs/results/image_difficulty.md``; embedded scenes at default size, one
-seed): test MSE / Kendall tau_a: mse 0.236 / 0.117, kendall 6.67 / 0.289, weighted 0.298 / 0.222,
-alternating 0.261 / 0.010 (the rank-only and weighted patterns of the paper hold; alternating does not at
+seed): test MSE / Kendall tau_a: mse 0.215 / 0.234, kendall 3.36 / 0.271, weighted 0.295 / 0.293,
+alternating 0.297 / 0.214 (the rank-only and weighted patterns of the paper hold; alternating does not at
 this budget). Paper (VOC, ResNet-152): mse 0.200 / 0.405, kendall 17.04 / 0.464, weighted 0.21 / 0.425,
 alternating 0.222 / 0.467.
 """

@@ -1,14 +1,20 @@
 """Sorter figures (SoDeep, issue 3): L1 per mixture, one-step Spearman gain, forward+backward time, pairs/s.
 
-  python -m experiments.benchmark sorters [--size=10000] [--measure_training_steps=10]
+  python -m experiments.benchmark sorters [--size=10000] [--measure_training_steps=10] \
+      [--figure5=docs/sorter_fig5.png]
   python -m experiments.benchmark_sorters [same flags]
 
-For the handcrafted sigmoid sorter at several sharpness values and every shipped pretrained sorter:
+For the handcrafted sigmoid sorter at several sharpness values (on raw scores as in the paper, and on
+per-list standardised scores), every shipped pretrained sorter, and one diagnostic that is not a sorter
+(exact ranks forward with the standardised sigmoid's gradient, showing that the gain is set by the
+Jacobian alone):
 L1 on the fixed 10 000-vector test set of each mixture (d = 100, seed of configs/sorter.py), the one-step
 Spearman gain (500 lists), and the median forward+backward time to the input at batch 32 x d = 100 beside
 the authors' LSTM (797 ms). The training throughput is shown twice: as recorded when the shipped sorter was
 trained, and re-measured here (--measure_training_steps steps after compilation, 0 to skip) with the
-config variant that trained it. Timings on a shared CPU are noisy.
+config variant that trained it. Timings on a shared CPU are noisy. With --figure5 the paper's Figure 5
+(rank of one element as it sweeps [-1, 1]) is drawn for the handcrafted sorters at lambda = 10 (raw and
+standardised) and every shipped sorter.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Sequence
 
 import jax
 
+from ranking_jax import ranks
 from ranking_jax.sorters import evaluation
 from ranking_jax.sorters import pretrained
 from ranking_jax.sorters import synthetic
@@ -47,13 +54,30 @@ def _variant(metadata) -> str:
   command = metadata.get("command", "")
   if "sorter.py:" in command:
     return command.split("sorter.py:")[1].split()[0]
-  return {"lstm": "lstm", "cnn": "cnn", "pairwise": "pairwise_t40"}[metadata["architecture"]]
+  return {"lstm": "lstm", "cnn": "cnn", "pairwise": "pairwise"}[metadata["architecture"]]
+
+
+def _standardized(sharpness: float):
+  def rank_fn(scores, *, where=None):
+    return ranks.sigmoid_ranks(scores, where=where, sharpness=sharpness, standardize=True)
+  return rank_fn
+
+
+def _straight_through(sharpness: float):
+  """Exact ranks forward, the standardised sigmoid sorter's gradient backward (a diagnostic)."""
+  surrogate = _standardized(sharpness)
+
+  def rank_fn(scores, *, where=None):
+    soft = surrogate(scores, where=where)
+    return soft + jax.lax.stop_gradient(ranks.hard_ranks(scores, where=where).astype(soft.dtype) - soft)
+  return rank_fn
 
 
 def main(argv: Sequence[str] = ()) -> None:
   args = dict(a.lstrip("-").split("=", 1) for a in argv[1:] if "=" in a)
   size = int(args.get("size", 10_000))
   train_steps = int(args.get("measure_training_steps", 10))
+  figure5_path = args.get("figure5", "")
   d = 100
   test_sets = {m: synthetic.test_set(1234, size, d, mixture=m) for m in synthetic.MIXTURES}
   rows = []
@@ -70,12 +94,22 @@ def main(argv: Sequence[str] = ()) -> None:
 
   for sharpness in (10.0, 50.0, 200.0, 1000.0):
     measure(f"handcrafted lambda={sharpness:g}", evaluation.handcrafted(sharpness))
+  for sharpness in (10.0, 15.0, 30.0, 40.0, 100.0):
+    measure(f"handcrafted standardised lambda={sharpness:g}", _standardized(sharpness))
+  for sharpness in (10.0, 30.0):
+    measure(f"diagnostic: exact forward, standardised lambda={sharpness:g} backward", _straight_through(sharpness))
+  curves = {"handcrafted (lambda=10)": evaluation.figure5_curve(evaluation.handcrafted(10.0)),
+            "handcrafted, standardised (lambda=10)": evaluation.figure5_curve(_standardized(10.0))}
   for name in pretrained.available_pretrained():
     rank_fn = pretrained.load_pretrained(name)
     if rank_fn.max_length < d:
       continue
     measure(f"pretrained {name}", rank_fn, rank_fn.metadata.get("train_pairs_per_s"),
             _variant(rank_fn.metadata))
+    curves[name] = evaluation.figure5_curve(rank_fn)
+  if figure5_path:
+    evaluation.plot_figure5(curves, figure5_path)
+    print(f"Figure 5 written to {figure5_path}")
 
   def fmt(x, spec):
     return "-" if x is None else format(x, spec)

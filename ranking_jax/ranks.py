@@ -47,20 +47,33 @@ def hard_ranks(scores: Array, *, where: Optional[Array] = None) -> Array:
   return jnp.where(mask, ranks, jnp.zeros_like(ranks))
 
 
-def sigmoid_ranks(scores: Array, *, where: Optional[Array] = None, sharpness: float = 10.0) -> Array:
+def sigmoid_ranks(scores: Array, *, where: Optional[Array] = None, sharpness: float = 10.0,
+                  standardize: bool = False) -> Array:
   r"""SoDeep's handcrafted differentiable sorter (Engilberge et al., CVPR 2019, eq. 11-12).
 
   .. math:: \operatorname{rank}_i = 1 + \sum_{j \ne i} \sigma\big(\lambda\,(s_j - s_i)\big)
 
   with sharpness :math:`\lambda` (10 in the paper). Costs O(n^2) memory and time per list.
 
+  With ``standardize=True`` the valid scores of each list are first mapped to
+  :math:`z = (s - \bar s)/\operatorname{std}(s)`, so :math:`\lambda` is measured in standard deviations
+  and the ranks do not change with the scale or shift of the scores. On SoDeep's synthetic test set
+  this moves the accuracy/gradient trade-off: at a one-step Spearman gain of 0.25 the standardised sorter
+  has about half the L1 of the raw one (README, "Sorter figures").
+
   >>> import jax.numpy as jnp
   >>> sigmoid_ranks(jnp.array([0.0, 10.0]), sharpness=10.0).round(3)
   Array([2., 1.], dtype=float32)
+  >>> s = jnp.array([0.1, 0.3, 0.2])
+  >>> bool(jnp.allclose(sigmoid_ranks(s, standardize=True), sigmoid_ranks(100 * s - 7, standardize=True),
+  ...                   atol=1e-5))
+  True
   """
   scores = jnp.asarray(scores)
   mask = utils.valid_mask(scores, where)
   safe = utils.sanitize(scores, mask)
+  if standardize:
+    safe = utils.standardize(safe, mask)
   diff = sharpness * (safe[..., None, :] - safe[..., :, None])  # [..., i, j] = lambda (s_j - s_i)
   pair_mask = mask[..., None, :] & mask[..., :, None]
   pair_mask = pair_mask & ~jnp.eye(scores.shape[-1], dtype=bool)

@@ -45,6 +45,21 @@ def sanitize(x: Array, mask: Array, fill: float = 0.0) -> Array:
   return jnp.where(mask, x, jnp.asarray(fill, x.dtype))
 
 
+def standardize(scores: Array, mask: Array, eps: float = 1e-6) -> Array:
+  """Per-list ``(s - mean) / sqrt(var + eps)`` over the valid items (last axis); masked entries -> 0.
+
+  Ranks are invariant to it, so rank surrogates applied after it are invariant to the scale and shift of
+  the scores. The ``eps`` keeps values and gradients finite for constant or one-element lists.
+  """
+  w = mask.astype(scores.dtype)
+  count = jnp.maximum(jnp.sum(w, axis=-1, keepdims=True), 1.0)
+  safe = jnp.where(mask, scores, 0.0)
+  mean = jnp.sum(safe * w, axis=-1, keepdims=True) / count
+  centred = jnp.where(mask, safe - mean, 0.0)
+  var = jnp.sum(centred * centred, axis=-1, keepdims=True) / count
+  return centred / jnp.sqrt(var + eps)
+
+
 def safe_divide(numerator: Array, denominator: Array) -> Array:
   """``numerator / denominator`` where the denominator is non-zero, else 0 (with a zero gradient)."""
   nonzero = denominator != 0

@@ -188,6 +188,52 @@ def test_sigmoid_ranks_match_sodeep_eq_11_12():
     np.testing.assert_array_equal(got[row, ~where[row]], 0.0)
 
 
+def test_sigmoid_ranks_standardized_match_loop_on_z_scores():
+  rng = np.random.default_rng(21)
+  scores = rng.normal(size=(3, 7)) * 5 + 2
+  where = rng.random((3, 7)) < 0.8
+  where[:, :2] = True
+  got = np.asarray(ranks.sigmoid_ranks(jnp.asarray(scores, jnp.float32), where=jnp.asarray(where),
+                                       sharpness=3.0, standardize=True))
+  for row in range(3):
+    valid = scores[row, where[row]]
+    z = (valid - valid.mean()) / np.sqrt(valid.var() + 1e-6)  # population std, as numpy's default
+    np.testing.assert_allclose(got[row, where[row]], sigmoid_ranks_reference(z, 3.0), rtol=1e-4)
+    np.testing.assert_array_equal(got[row, ~where[row]], 0.0)
+
+
+@hypothesis.settings(deadline=None, max_examples=25)
+@hypothesis.given(hnp.arrays(np.float64, (2, 6), elements=st.floats(-3, 3)),
+                  st.floats(0.1, 100.0), st.floats(-50.0, 50.0))
+def test_sigmoid_ranks_standardized_invariant_to_scale_and_shift(scores, scale, shift):
+  hypothesis.assume(np.all(scores.std(-1) > 0.1))
+  base = ranks.sigmoid_ranks(jnp.asarray(scores, jnp.float32), sharpness=20.0, standardize=True)
+  moved = ranks.sigmoid_ranks(jnp.asarray(scores * scale + shift, jnp.float32), sharpness=20.0,
+                              standardize=True)
+  np.testing.assert_allclose(np.asarray(moved), np.asarray(base), atol=2e-3)
+  np.testing.assert_allclose(np.asarray(base).sum(-1), 6 * 7 / 2, rtol=1e-5)  # ranks still sum to n(n+1)/2
+
+
+def test_sigmoid_ranks_standardized_edge_cases_are_finite():
+  constant = jnp.full((1, 4), 2.5)
+  single = jnp.array([[1.0, jnp.nan, 3.0]])
+  out = ranks.sigmoid_ranks(constant, standardize=True)
+  np.testing.assert_allclose(np.asarray(out), 2.5)  # all ties: the average rank
+  out = ranks.sigmoid_ranks(single, where=jnp.array([[True, True, False]]), standardize=True)
+  np.testing.assert_array_equal(np.asarray(out), [[1.0, 0.0, 0.0]])
+  grad = jax.grad(lambda s: jnp.sum(ranks.sigmoid_ranks(s, standardize=True) ** 2))(constant)
+  assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_sigmoid_ranks_standardized_gradient_finite_differences():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(22)
+    scores = jnp.asarray(rng.normal(size=(2, 5)))
+    where = jnp.asarray([[True, True, True, False, True]] * 2)
+    check_grads(lambda s: ranks.sigmoid_ranks(s, where=where, sharpness=4.0, standardize=True), (scores,),
+                order=1, modes=("rev", "fwd"), eps=1e-6, atol=1e-6, rtol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------------------
 # The numpy reference itself.
 # --------------------------------------------------------------------------------------------------------

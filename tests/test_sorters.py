@@ -313,7 +313,7 @@ def test_shipped_sorters_load_and_match_their_recorded_l1(name):
 
 def test_config_variants():
   from configs import sorter as sorter_config
-  for variant in ("lstm", "lstm_long", "lstm_paper", "cnn", "pairwise", "pairwise_t40", "smoke"):
+  for variant in ("lstm", "lstm_long", "lstm_paper", "cnn", "pairwise", "smoke"):
     config = sorter_config.get_config(variant)
     for field in ("seed", "batch_size", "total_steps", "log_every_steps", "eval_every_steps",
                   "checkpoint_every_steps"):

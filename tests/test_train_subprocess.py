@@ -29,7 +29,9 @@ def _results(workdir):
 def _train_losses(workdir):
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
     records = [r for r in map(json.loads, f) if r["split"] == "train"]
-  return {r["step"]: r["loss"] for r in records}  # a resumed run rewrites steps; the last one wins
+  steps = [r["step"] for r in records]
+  assert steps == sorted(set(steps)), steps  # a resumed run drops the records it recomputes
+  return {r["step"]: r["loss"] for r in records}
 
 
 @pytest.fixture(scope="module")

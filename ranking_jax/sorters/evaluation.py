@@ -113,8 +113,8 @@ def plot_figure5(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], p
   fig, ax = plt.subplots(figsize=(7, 4.5))
   first = next(iter(curves.values()))
   ax.plot(first[0], first[1], label="ground truth", color="black", linewidth=1.0, drawstyle="steps-post")
-  for (name, (values, _, predicted)), color in zip(curves.items(), ("tab:orange", "tab:green", "tab:red",
-                                                                     "tab:purple")):
+  colors = ("tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink")
+  for (name, (values, _, predicted)), color in zip(curves.items(), colors):
     ax.plot(values, predicted, label=name, linewidth=1.2, color=color)
   ax.set_xlabel("value of y'_1")
   ax.set_ylabel("rank of y'_1 (1 = highest)")

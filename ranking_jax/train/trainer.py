@@ -199,6 +199,7 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
                                              async_save=bool(config.get("async_checkpointing", True)))
   state, restored_step = checkpointer.restore(state)
   start_step = int(np.asarray(state.step))
+  writer.discard_after(start_step)  # the steps after the checkpoint are recomputed below
   num_params = state_lib.count_params(state.params["model"])
   writer.log(f"{num_params:,} model parameters; {jax.device_count()} devices on {process_count} "
              f"process(es); {plan}")

@@ -3,8 +3,8 @@
 Only process 0 writes (other processes get a disabled writer). Files:
 
 * ``<workdir>/metrics.jsonl``: one JSON object per record, ``{"step": ..., "split": "train"|"eval",
-  "<name>": value, ...}``, appended (a resumed run continues the same file; records of steps after the
-  restored checkpoint may appear twice, the later one wins);
+  "<name>": value, ...}``, appended. A resumed run first drops the records of steps after its restored
+  checkpoint (and a line cut short by a kill), so each step appears once;
 * ``<workdir>/tensorboard/``: ``train/<name>`` and ``eval/<name>`` scalars (tensorboardX).
 """
 
@@ -67,6 +67,35 @@ class MetricWriter:
       for k, v in values.items():
         self._tb.add_scalar(f"{split}/{k}", v, int(step))
       self._tb.flush()
+
+  def discard_after(self, step: int) -> int:
+    """Drops the ``metrics.jsonl`` records of steps after ``step`` (and unreadable lines); returns the count.
+
+    Called on resume: the steps after the restored checkpoint are about to be recomputed. The file is
+    rewritten atomically (write + rename). TensorBoard event files are append-only and keep both copies.
+    """
+    if not self.enabled:
+      return 0
+    path = self._jsonl.name
+    self._jsonl.close()
+    kept, dropped = [], 0
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        try:
+          record = json.loads(line)
+          keep = int(record["step"]) <= step
+        except (ValueError, KeyError, TypeError):  # a partial last line from a killed run
+          keep = False
+        if keep:
+          kept.append(line if line.endswith("\n") else line + "\n")
+        else:
+          dropped += 1
+    if dropped:
+      with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(kept)
+      os.replace(path + ".tmp", path)
+    self._jsonl = open(path, "a", encoding="utf-8")
+    return dropped
 
   def log(self, message: str) -> None:
     if self.enabled:
