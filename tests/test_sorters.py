@@ -321,3 +321,20 @@ def test_config_variants():
     training.module_from_config(config)
   with pytest.raises(ValueError, match="variant"):
     sorter_config.get_config("nope")
+
+
+def test_learning_rate_schedules():
+  from configs import sorter as sorter_config
+  config = sorter_config.get_config("cnn")  # the paper's halving: 100 epochs of 100 000 pairs
+  schedule = training.learning_rate_schedule(config)
+  steps_per_halving = round(100 * 100_000 / config.batch_size)
+  np.testing.assert_allclose([schedule(0), schedule(steps_per_halving - 1), schedule(steps_per_halving)],
+                             [1e-3, 1e-3, 5e-4], rtol=1e-6)
+  config = sorter_config.get_config("lstm_long")
+  assert config.lr_schedule == "cosine"
+  schedule = training.learning_rate_schedule(config)
+  np.testing.assert_allclose([schedule(0), schedule(config.total_steps // 2), schedule(config.total_steps)],
+                             [1e-3, 5e-4, 0.0], atol=1e-9)
+  config.lr_schedule = "linear"
+  with pytest.raises(ValueError, match="lr_schedule"):
+    training.learning_rate_schedule(config)

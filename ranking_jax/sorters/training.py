@@ -38,7 +38,16 @@ def module_from_config(config: ml_collections.ConfigDict):
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """``learning_rate * 0.5 ** floor(pairs_seen / (lr_halve_every_epochs * epoch_pairs))``."""
+  """The paper's ``learning_rate * 0.5 ** floor(pairs_seen / (lr_halve_every_epochs * epoch_pairs))``.
+
+  With ``config.lr_schedule = "cosine"`` instead: cosine decay from ``learning_rate`` to 0 over
+  ``total_steps`` (for runs far shorter than the paper's first halving at 100 epochs).
+  """
+  schedule = config.get("lr_schedule", "halving")
+  if schedule == "cosine":
+    return optax.cosine_decay_schedule(config.learning_rate, max(1, int(config.total_steps)))
+  if schedule != "halving":
+    raise ValueError(f"config.lr_schedule must be 'halving' or 'cosine', got {schedule!r}.")
   steps_per_halving = max(1, int(round(config.lr_halve_every_epochs * config.epoch_pairs /
                                        config.batch_size)))
   return optax.exponential_decay(config.learning_rate, steps_per_halving, 0.5, staircase=True)
