@@ -94,7 +94,7 @@ def main(argv: Sequence[str] = ()) -> None:
 
   for sharpness in (10.0, 50.0, 200.0, 1000.0):
     measure(f"handcrafted lambda={sharpness:g}", evaluation.handcrafted(sharpness))
-  for sharpness in (10.0, 15.0, 30.0, 40.0, 100.0):
+  for sharpness in (5.0, 7.0, 10.0, 15.0, 30.0, 40.0, 100.0):
     measure(f"handcrafted standardised lambda={sharpness:g}", _standardized(sharpness))
   for sharpness in (10.0, 30.0):
     measure(f"diagnostic: exact forward, standardised lambda={sharpness:g} backward", _straight_through(sharpness))
