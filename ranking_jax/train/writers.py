@@ -5,7 +5,8 @@ Only process 0 writes (other processes get a disabled writer). Files:
 * ``<workdir>/metrics.jsonl``: one JSON object per record, ``{"step": ..., "split": "train"|"eval",
   "<name>": value, ...}``, appended. A resumed run first drops the records of steps after its restored
   checkpoint (and a line cut short by a kill), so each step appears once;
-* ``<workdir>/tensorboard/``: ``train/<name>`` and ``eval/<name>`` scalars (tensorboardX).
+* ``<workdir>/tensorboard/``: ``train/<name>`` and ``eval/<name>`` scalars (tensorboardX); a resumed run
+  writes a purge marker so that TensorBoard hides the superseded events.
 """
 
 from __future__ import annotations
@@ -49,13 +50,21 @@ class MetricWriter:
     self.enabled = enabled
     self._jsonl = None
     self._tb = None
+    self._tb_dir = None
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
-    if tensorboard:
+    self._tb_dir = os.path.join(workdir, "tensorboard") if tensorboard else None
+    self._open_tensorboard()
+
+  def _open_tensorboard(self, purge_step: Optional[int] = None) -> None:
+    if self._tb_dir is not None:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      # A distinct file name: event files are named by the second, and a reopened writer must not
+      # overwrite the file of the first within the same second.
+      suffix = "" if purge_step is None else f".resumed_at_{purge_step - 1}"
+      self._tb = SummaryWriter(self._tb_dir, purge_step=purge_step, filename_suffix=suffix)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any], *, split: str = "train") -> None:
     if not self.enabled:
@@ -72,7 +81,9 @@ class MetricWriter:
     """Drops the ``metrics.jsonl`` records of steps after ``step`` (and unreadable lines); returns the count.
 
     Called on resume: the steps after the restored checkpoint are about to be recomputed. The file is
-    rewritten atomically (write + rename). TensorBoard event files are append-only and keep both copies.
+    rewritten atomically (write + rename). TensorBoard's event files are append-only, so the TensorBoard
+    writer is reopened with ``purge_step=step + 1``, which tells TensorBoard to hide the old events of the
+    recomputed steps.
     """
     if not self.enabled:
       return 0
@@ -95,6 +106,9 @@ class MetricWriter:
         f.writelines(kept)
       os.replace(path + ".tmp", path)
     self._jsonl = open(path, "a", encoding="utf-8")
+    if self._tb is not None:
+      self._tb.close()
+      self._open_tensorboard(purge_step=int(step) + 1)
     return dropped
 
   def log(self, message: str) -> None:
