@@ -54,18 +54,12 @@ def _variant(metadata) -> str:
   command = metadata.get("command", "")
   if "sorter.py:" in command:
     return command.split("sorter.py:")[1].split()[0]
-  return {"lstm": "lstm", "cnn": "cnn", "pairwise": "pairwise"}[metadata["architecture"]]
-
-
-def _standardized(sharpness: float):
-  def rank_fn(scores, *, where=None):
-    return ranks.sigmoid_ranks(scores, where=where, sharpness=sharpness, standardize=True)
-  return rank_fn
+  return metadata["architecture"]  # each architecture has a variant of its own name
 
 
 def _straight_through(sharpness: float):
   """Exact ranks forward, the standardised sigmoid sorter's gradient backward (a diagnostic)."""
-  surrogate = _standardized(sharpness)
+  surrogate = evaluation.handcrafted(sharpness, standardize=True)
 
   def rank_fn(scores, *, where=None):
     soft = surrogate(scores, where=where)
@@ -95,11 +89,14 @@ def main(argv: Sequence[str] = ()) -> None:
   for sharpness in (10.0, 50.0, 200.0, 1000.0):
     measure(f"handcrafted lambda={sharpness:g}", evaluation.handcrafted(sharpness))
   for sharpness in (5.0, 7.0, 10.0, 15.0, 30.0, 40.0, 100.0):
-    measure(f"handcrafted standardised lambda={sharpness:g}", _standardized(sharpness))
+    measure(f"handcrafted standardised lambda={sharpness:g}",
+            evaluation.handcrafted(sharpness, standardize=True))
   for sharpness in (10.0, 30.0):
-    measure(f"diagnostic: exact forward, standardised lambda={sharpness:g} backward", _straight_through(sharpness))
+    measure(f"diagnostic: exact forward, standardised lambda={sharpness:g} backward",
+            _straight_through(sharpness))
   curves = {"handcrafted (lambda=10)": evaluation.figure5_curve(evaluation.handcrafted(10.0)),
-            "handcrafted, standardised (lambda=10)": evaluation.figure5_curve(_standardized(10.0))}
+            "handcrafted, standardised (lambda=10)":
+                evaluation.figure5_curve(evaluation.handcrafted(10.0, standardize=True))}
   for name in pretrained.available_pretrained():
     rank_fn = pretrained.load_pretrained(name)
     if rank_fn.max_length < d:

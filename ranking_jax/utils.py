@@ -51,10 +51,9 @@ def standardize(scores: Array, mask: Array, eps: float = 1e-6) -> Array:
   Ranks are invariant to it, so rank surrogates applied after it are invariant to the scale and shift of
   the scores. The ``eps`` keeps values and gradients finite for constant or one-element lists.
   """
-  w = mask.astype(scores.dtype)
-  count = jnp.maximum(jnp.sum(w, axis=-1, keepdims=True), 1.0)
+  count = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1).astype(scores.dtype)
   safe = jnp.where(mask, scores, 0.0)
-  mean = jnp.sum(safe * w, axis=-1, keepdims=True) / count
+  mean = jnp.sum(safe, axis=-1, keepdims=True) / count
   centred = jnp.where(mask, safe - mean, 0.0)
   var = jnp.sum(centred * centred, axis=-1, keepdims=True) / count
   return centred / jnp.sqrt(var + eps)

@@ -72,3 +72,11 @@ def test_discard_after_marks_tensorboard_to_purge_the_recomputed_steps(tmp_path)
   assert purges == [4]  # TensorBoard hides the earlier events of steps >= 4
   scalar_steps = [e.step for e in events if e.HasField("summary")]
   assert scalar_steps == [1, 2, 3, 4, 5, 4]
+
+
+def test_fresh_run_keeps_a_single_tensorboard_file(tmp_path):
+  writer = writers.MetricWriter(str(tmp_path))
+  assert writer.discard_after(0) == 0  # what the trainer calls on a run with no checkpoint
+  writer.write_scalars(1, {"loss": 1.0})
+  writer.close()
+  assert len(os.listdir(tmp_path / "tensorboard")) == 1

@@ -318,9 +318,8 @@ def sbir_multitask_loss(
     if jnp.shape(x)[:-1] != leading:
       raise ValueError(f"`{name}` must have the triplets' leading shape {leading} (features "
                        f"{jnp.shape(sketch)}), got {jnp.shape(x)}.")
-  triplet_mask = _row_mask(where, leading, utils.as_float(sketch), utils.as_float(positive),
-                           utils.as_float(negative), utils.as_float(sketch_logits), utils.as_float(positive_logits),
-                           utils.as_float(negative_logits))
+  triplet_mask = _row_mask(where, leading, *map(utils.as_float, (sketch, positive, negative, sketch_logits,
+                                                                   positive_logits, negative_logits)))
   item_weights = None if weights is None else jnp.broadcast_to(utils.as_float(weights), leading)[..., None]
   shared = dict(where=triplet_mask, weights=weights, reduce_fn=reduce_fn)
   terms = {

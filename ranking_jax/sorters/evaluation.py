@@ -143,8 +143,8 @@ def forward_backward_ms(rank_fn: types.RankFn, *, batch_size: int = 32, length: 
   return 1000.0 * float(np.median(times))
 
 
-def handcrafted(sharpness: float) -> Callable[..., jax.Array]:
-  """SoDeep's handcrafted sorter (eq. 11-12) with sharpness ``lambda`` as a RankFn."""
+def handcrafted(sharpness: float, *, standardize: bool = False) -> Callable[..., jax.Array]:
+  """SoDeep's handcrafted sorter (eq. 11-12) with sharpness ``lambda`` as a RankFn (see ``sigmoid_ranks``)."""
   def rank_fn(scores, *, where: Optional[jax.Array] = None):
-    return ranks_lib.sigmoid_ranks(scores, where=where, sharpness=sharpness)
+    return ranks_lib.sigmoid_ranks(scores, where=where, sharpness=sharpness, standardize=standardize)
   return rank_fn

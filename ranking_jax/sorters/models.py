@@ -32,14 +32,6 @@ from ranking_jax import utils
 
 Array = jax.Array
 
-_EPS = 1e-6
-
-
-def standardize(scores: Array, where: Array) -> Array:
-  """Masked per-list standardisation ``(s - mean) / std`` (ranks are invariant to it); masked -> 0."""
-  return utils.standardize(scores, where, eps=_EPS)
-
-
 def _compact(x: Array, where: Array) -> tuple[Array, Array]:
   """Moves valid items to the front (stable); returns the moved array and the permutation used."""
   order = jnp.argsort(~where, axis=-1, stable=True)
@@ -73,7 +65,7 @@ class LSTMSorter(nn.Module):
     del train  # No train-time-only layers.
     if self.head not in ("position", "dense"):
       raise ValueError(f"LSTMSorter.head must be 'position' or 'dense', got {self.head!r}.")
-    x = standardize(scores, where) if self.standardize_inputs else jnp.where(where, scores, 0.0)
+    x = utils.standardize(scores, where) if self.standardize_inputs else jnp.where(where, scores, 0.0)
     # Valid items first so that masks may sit anywhere; the RNN then stops at each list's length.
     x, order = _compact(x, where)
     lengths = jnp.sum(where, axis=-1).astype(jnp.int32)
@@ -123,7 +115,7 @@ class CNNSorter(nn.Module):
     if sum(k - 1 for k in self.kernel_sizes) >= self.length:
       raise ValueError(f"CNNSorter: kernels {tuple(self.kernel_sizes)} shrink a length-{self.length} list "
                        "to nothing.")
-    x = standardize(scores, where) if self.standardize_inputs else jnp.where(where, scores, 0.0)
+    x = utils.standardize(scores, where) if self.standardize_inputs else jnp.where(where, scores, 0.0)
     h = x[..., None]
     for block, (channels, width) in enumerate(zip(self.features, self.kernel_sizes)):
       h = nn.Conv(channels, (width,), padding="VALID", name=f"conv_{block}")(h)
@@ -178,7 +170,7 @@ class PairwiseSorter(nn.Module):
   def __call__(self, scores: Array, where: Array, *, train: bool = False) -> Array:
     del train
     n_items = scores.shape[-1]
-    z = standardize(scores, where)
+    z = utils.standardize(scores, where)
     delta = z[..., None, :] - z[..., :, None]  # [..., i, j] = z_j - z_i
     pair_valid = where[..., None, :] & where[..., :, None] & ~jnp.eye(n_items, dtype=bool)
     abs_delta = jnp.where(pair_valid, jnp.abs(delta), 1e3)

@@ -81,9 +81,9 @@ class MetricWriter:
     """Drops the ``metrics.jsonl`` records of steps after ``step`` (and unreadable lines); returns the count.
 
     Called on resume: the steps after the restored checkpoint are about to be recomputed. The file is
-    rewritten atomically (write + rename). TensorBoard's event files are append-only, so the TensorBoard
-    writer is reopened with ``purge_step=step + 1``, which tells TensorBoard to hide the old events of the
-    recomputed steps.
+    rewritten atomically (write + rename). TensorBoard's event files are append-only, so when records were
+    dropped the TensorBoard writer is reopened with ``purge_step=step + 1``, which tells TensorBoard to
+    hide the old events of the recomputed steps.
     """
     if not self.enabled:
       return 0
@@ -106,7 +106,7 @@ class MetricWriter:
         f.writelines(kept)
       os.replace(path + ".tmp", path)
     self._jsonl = open(path, "a", encoding="utf-8")
-    if self._tb is not None:
+    if dropped and self._tb is not None:  # a fresh run has nothing to purge: keep its one event file
       self._tb.close()
       self._open_tensorboard(purge_step=int(step) + 1)
     return dropped
