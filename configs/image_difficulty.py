@@ -4,23 +4,24 @@ r"""IDE RankNet image-difficulty experiment: every row of the paper's Tables 1-2
 
 Launch (embedded scenes, no download, CPU)::
 
-  python -m experiments.image_difficulty --config=configs/image_difficulty.py:alternating --workdir=/tmp/ide_alt
-  python -m experiments.image_difficulty --config=configs/image_difficulty.py:mse --workdir=/tmp/ide_mse
-  python -m experiments.image_difficulty --config=configs/image_difficulty.py:lambda=0.2 --workdir=/tmp/ide_l02
+  python -m experiments.image_difficulty --config=configs/image_difficulty.py:alternating --workdir=/tmp/rj-runs/ide_alt
+  python -m experiments.image_difficulty --config=configs/image_difficulty.py:mse --workdir=/tmp/rj-runs/ide_mse
+  python -m experiments.image_difficulty --config=configs/image_difficulty.py:lambda=0.2 --workdir=/tmp/rj-runs/ide_l02
   # real data (GPU/TPU sizes): VOC 2012 prepared with tfds + the VSD scores CSV
   python -m experiments.image_difficulty --config=configs/image_difficulty.py:alternating,voc \
-      --config.data.csv_path=$HOME/data/vsd/VSD_dataset.csv --workdir=/tmp/ide_voc_alt
+      --config.data.csv_path=$HOME/data/vsd/VSD_dataset.csv --workdir=/tmp/rj-runs/ide_voc_alt
 
-Add ``--config.data.cache_dir=/tmp/scenes_cache`` to render the scenes once for several runs.
+Add ``--config.data.cache_dir=/tmp/rj-scenes-cache`` to render the scenes once for several runs.
 
-Variants (``get_config("<variant>[,voc]")``):
+Variants (``get_config("<variant>[,voc][,smoke]")``):
 
 * Table 2 (paper: ResNet-152 with augmentation): ``mse`` (lambda = 0), ``kendall`` (Kendall RankLoss
   only), ``weighted`` (eq. 5, lambda = 0.7), ``alternating`` (Algorithm 1, f = 3 over epochs: two rank
   epochs then one MSE epoch);
 * Table 1 (MSE, no augmentation): ``mobilenet``, ``vgg16``, ``resnet101``, ``resnet152``;
 * Figure 3 (eq. 5): ``lambda=<value>`` for any value in [0, 1]; the paper's are 0, 0.2, 0.3, 0.5, 0.6, 0.7,
-  0.8, 0.9.
+  0.8, 0.9;
+* modifier ``smoke``: 32x32 scenes, 64 / 32 / 32 images, a width-4 network, 2 steps (for tests).
 
 Default size (embedded scenes, CPU): 64x64 images, 4 000 / 1 000 / 1 000 train / validation / test scenes,
 global batch 200 (the paper's), 15 epochs = 300 steps. Table 2 and Figure 3 use a ResNet-18 of width 8
@@ -48,31 +49,31 @@ alternating 0.222 / 0.467.
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 from ml_collections import config_dict
 
 from configs import base
-from ranking_jax.tasks.image_difficulty import TABLE1_VARIANTS as TABLE1_BACKBONES
-from ranking_jax.tasks.image_difficulty import TABLE2_VARIANTS
-from ranking_jax.tasks.image_difficulty import parse_lambda
+
+TABLE1_BACKBONES = ("mobilenet", "vgg16", "resnet101", "resnet152")
+TABLE2_VARIANTS = ("mse", "kendall", "weighted", "alternating")
+VARIANTS = TABLE2_VARIANTS + TABLE1_BACKBONES
 
 
 def _weights(rank: float, mse: float) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({"rank": float(rank), "mse": float(mse)})
 
 
-def get_config(arg: str = "alternating") -> ml_collections.ConfigDict:
-  """The config of variant ``arg`` (``"<variant>"`` or ``"<variant>,voc"``)."""
-  parts = [p.strip() for p in (arg or "alternating").split(",") if p.strip()]
-  variant, modifiers = parts[0], parts[1:]
-  unknown = [m for m in modifiers if m != "voc"]
-  if unknown:
-    raise ValueError(f"unknown modifier(s) {unknown} in {arg!r}; the only modifier is ',voc'.")
-  real_data = "voc" in modifiers
-  lam = parse_lambda(variant)
-  if variant not in TABLE2_VARIANTS + TABLE1_BACKBONES and lam is None:
-    raise ValueError(f"unknown variant {variant!r}; choose one of {TABLE2_VARIANTS + TABLE1_BACKBONES} "
-                     "or lambda=<value in [0, 1]>, optionally followed by ',voc'.")
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The config of ``"<variant>[,voc][,smoke]"`` or ``"lambda=<value>[,voc][,smoke]"``."""
+  arg = base.parse_arg(arg, default="alternating", variants=VARIANTS, modifiers=("voc", "smoke"),
+                       **{"lambda": config_dict.placeholder(float)})
+  lam = arg["lambda"]
+  if lam is not None and (math.isnan(lam) or not 0.0 <= lam <= 1.0):
+    raise ValueError(f"lambda must lie in [0, 1], got {lam}.")
+  variant = f"lambda={lam:g}" if lam is not None else arg.variant
+  real_data = arg.voc
 
   config = base.get_base_config()
   config.variant = variant
@@ -96,44 +97,40 @@ def get_config(arg: str = "alternating") -> ml_collections.ConfigDict:
   config.data.tfds_data_dir = ""
   config.data.index_cache_path = ""
 
+  backbone = variant if variant in TABLE1_BACKBONES else ("resnet152" if real_data else "resnet18")
+  backbone_kwargs = {}
+  if not real_data:  # slimmed for the CPU
+    if backbone.startswith("resnet"):
+      backbone_kwargs = {"width": 8}
+    elif backbone == "mobilenet":
+      backbone_kwargs = {"alpha": 0.25}
+    elif backbone == "vgg16":
+      backbone_kwargs = {"channel_divisor": 8, "fc_width": 256}
   config.model = ml_collections.ConfigDict()
-  config.model.backbone = "resnet152" if real_data else "resnet18"
-  config.model.width = config_dict.placeholder(int)
-  config.model.stage_sizes = ()
-  config.model.alpha = config_dict.placeholder(float)
-  config.model.vgg_channel_divisor = config_dict.placeholder(int)
-  config.model.vgg_fc_width = config_dict.placeholder(int)
-  config.model.bias_init = 3.3  # mean VSD difficulty: the MSE starts near the label variance
+  config.model.name = "image_regressor"
+  # bias_init: the mean VSD difficulty, so the MSE starts near the label variance.
+  config.model.kwargs = ml_collections.ConfigDict(
+      {"backbone": backbone, "backbone_kwargs": backbone_kwargs, "bias_init": 3.3})
   # Optional .npz of converted ImageNet backbone weights (format: ranking_jax.models.weights); "" = random.
   config.model.pretrained_weights = ""
-  if variant in TABLE1_BACKBONES:
-    config.model.backbone = variant
-  if not real_data:
-    if config.model.backbone.startswith("resnet"):
-      config.model.width = 8
-    elif config.model.backbone == "mobilenet":
-      config.model.alpha = 0.25
-    elif config.model.backbone == "vgg16":
-      config.model.vgg_channel_divisor = 8
-      config.model.vgg_fc_width = 256
 
   config.loss = ml_collections.ConfigDict()
   config.loss.label_diff = "sgn"  # eq. 1-2: sgn on the label differences, hardtanh on the scores
 
   if real_data:
-    config.total_epochs = 280.0
+    base.set_duration(config, "total", epochs=280.0)
     config.optimizer.update(name="sgd", learning_rate=1e-3, momentum=0.9, weight_decay=5e-4)
     config.optimizer.schedule.update(name="step", boundaries_epochs=(200, 240), decay_factor=0.1)
     config.log_every_steps = 20
-    config.eval_every_epochs = 10.0
-    config.checkpoint_every_epochs = 5.0
+    base.set_duration(config, "eval_every", epochs=10.0)
+    base.set_duration(config, "checkpoint_every", epochs=5.0)
   else:
-    config.total_epochs = 15.0
+    base.set_duration(config, "total", epochs=15.0)
     config.optimizer.update(name="sgd", learning_rate=1e-2, momentum=0.9, weight_decay=5e-4)
     config.optimizer.schedule.update(name="step", boundaries_epochs=(11, 13), decay_factor=0.1)
     config.log_every_steps = 10
-    config.eval_every_epochs = 5.0
-    config.checkpoint_every_epochs = 5.0
+    base.set_duration(config, "eval_every", epochs=5.0)
+    base.set_duration(config, "checkpoint_every", epochs=5.0)
 
   if variant == "alternating":
     config.multitask.name = "alternating"
@@ -151,4 +148,16 @@ def get_config(arg: str = "alternating") -> ml_collections.ConfigDict:
       config.multitask.weights = _weights(lam, 1.0 - lam)
     else:  # mse and the Table 1 rows
       config.multitask.weights = _weights(0.0, 1.0)
+
+  if arg.smoke:
+    config.data.update(image_size=32, num_train=64, num_validation=32, num_test=32)
+    config.batch_size = 16
+    config.eval_batch_size = 32
+    base.set_duration(config, "total", steps=2)
+    base.set_duration(config, "eval_every", steps=0)
+    base.set_duration(config, "checkpoint_every", steps=0)
+    config.log_every_steps = 1
+    config.multitask.unit = "steps"
+    config.model.kwargs.backbone_kwargs = {"width": 4} if backbone.startswith("resnet") else (
+        {"alpha": 0.25} if backbone == "mobilenet" else {"channel_divisor": 16, "fc_width": 32})
   return config

@@ -1,24 +1,35 @@
-"""Shared plumbing of the experiment mains: flags, multi-process set-up, and the call to the trainer.
+"""Shared plumbing of the experiment mains: flags, their checks, multi-process set-up, the trainer call.
 
-An experiment main is three lines::
+An experiment main is a few lines::
 
     from experiments import main_lib
-
-    def make_task(config): ...  # returns a ranking_jax.train.Task
+    from ranking_jax.tasks import image_difficulty
 
     if __name__ == "__main__":
-      main_lib.run(make_task)
+      main_lib.run(image_difficulty.make_task)
 
-and is launched as ``python -m experiments.<task> --config=configs/<task>.py:<variant> --workdir=DIR``
-with dotted overrides (``--config.optimizer.learning_rate=0.01``). The config is locked: an unknown key
-fails with the list of valid keys. Multi-process runs add ``--coordinator_address=host:port
---num_processes=N --process_id=i`` (or the ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
-``JAX_PROCESS_ID`` environment variables).
+launched from the repository root as ``python -m experiments.<task> --config=configs/<task>.py:<arg>
+--workdir=DIR`` with dotted overrides (``--config.optimizer.learning_rate=0.01``). Rules the command
+line follows, for every experiment:
+
+* the config is locked: an unknown key (``--config.optimizer.lrr=0.1``) stops with a short usage error
+  naming the closest valid keys, and so does a malformed value or config argument — never a traceback;
+* ``--config.<field>=None`` unsets an optional field;
+* each duration is given in one unit: ``--config.total_steps=20`` replaces the config's
+  ``total_epochs`` (and ``--config.total_epochs=2`` its ``total_steps``), likewise for ``log_every``,
+  ``eval_every`` and ``checkpoint_every``; giving both units of one duration is refused.
+
+Multi-process runs add ``--coordinator_address=host:port --num_processes=N --process_id=i`` (or the
+``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` environment variables).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import difflib
+import importlib.util
+import os
+import sys
+from typing import Any, Callable, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -27,7 +38,7 @@ from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 
-config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file[:variant].",
+config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file[:argument].",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.json.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process runs).")
@@ -35,9 +46,123 @@ flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process 
 flags.DEFINE_integer("process_id", None, "Index of this process (multi-process runs).")
 flags.mark_flags_as_required(["config", "workdir"])
 
+DURATIONS = ("total", "log_every", "eval_every", "checkpoint_every")
+_NONE_WORDS = ("none", "null")
 
-def main(make_task: Callable[[Any], Any], argv: list[str]) -> dict[str, Any]:
-  """Initialises jax.distributed if requested, then runs ``train_and_evaluate``."""
+
+class UsageError(Exception):
+  """A bad command line; printed as one short message (no traceback) and exit status 2."""
+
+
+def _load_config_file(spec: str) -> Any:
+  """``get_config(arg)`` of the config file ``path[:arg]`` (what ``config_flags`` will load too)."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    raise UsageError(f"config file {path!r} not found (run from the repository root, e.g. "
+                     "--config=configs/sorter.py).")
+  module_spec = importlib.util.spec_from_file_location("_rj_config_check", path)
+  module = importlib.util.module_from_spec(module_spec)
+  sys_path = list(sys.path)
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(path))))  # `from configs import base`
+  try:
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+  except (ValueError, TypeError, KeyError) as error:
+    raise UsageError(f"--config={spec}: {error}") from None
+  finally:
+    sys.path[:] = sys_path
+
+
+def _leaf_keys(config: Any, prefix: str = "") -> list[str]:
+  keys = []
+  for key in config.keys():
+    value = config[key]
+    full = f"{prefix}{key}"
+    keys.append(full)
+    if hasattr(value, "keys") and not isinstance(value, dict):
+      keys.extend(_leaf_keys(value, full + "."))
+  return keys
+
+
+def _overrides(argv: Sequence[str]) -> list[tuple[int, str, Optional[str]]]:
+  """``(position, key, value)`` of each ``--config.<key>[=value]`` argument."""
+  found = []
+  for position, arg in enumerate(argv):
+    if arg.startswith("--config."):
+      key, eq, value = arg[len("--config."):].partition("=")
+      found.append((position, key, value if eq else None))
+  return found
+
+
+def check_command_line(argv: Sequence[str]) -> tuple[list[str], dict[str, None]]:
+  """Validates the ``--config.*`` overrides of ``argv``; returns ``(argv for absl, keys to set to None)``.
+
+  Raises:
+    UsageError: unknown keys (with the closest valid ones), both units of one duration, or a bad
+      config argument.
+  """
+  argv = list(argv)
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  overrides = _overrides(argv)
+  if spec is None:
+    return argv, {}
+  config = _load_config_file(spec)
+  valid = _leaf_keys(config)
+  for _, key, _ in overrides:
+    if key not in valid:
+      parent, _, leaf = key.rpartition(".")
+      siblings = [k for k in valid if k.rpartition(".")[0] == parent]
+      if not siblings:  # the parent itself is misspelt: match whole keys
+        siblings = valid
+      close = difflib.get_close_matches(key, siblings, n=4, cutoff=0.3)
+      where = f"under {parent!r}" if parent and parent in valid else "at the top level"
+      raise UsageError(f"unknown config key {key!r} in --config.{key}"
+                       + (f"; did you mean: {', '.join(close)}?" if close else "")
+                       + f" (valid keys {where}: {', '.join(sorted(siblings)[:40])}).")
+  set_none: dict[str, None] = {}
+  drop = set()
+  for position, key, value in overrides:
+    if value is not None and value.strip().lower() in _NONE_WORDS:
+      set_none[key] = None
+      drop.add(position)
+  given = {key for _, key, _ in overrides}
+  for stem in DURATIONS:
+    steps, epochs = f"{stem}_steps", f"{stem}_epochs"
+    both = {steps, epochs} <= given
+    if both and steps not in set_none and epochs not in set_none:
+      raise UsageError(f"--config.{steps} and --config.{epochs} both given: a duration takes one unit.")
+    for mine, twin in ((steps, epochs), (epochs, steps)):
+      if mine in given and mine not in set_none and twin not in given:
+        set_none[twin] = None  # the command line's unit replaces the config file's
+  return [a for i, a in enumerate(argv) if i not in drop], set_none
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl ``flags_parser``: checks the overrides, parses the flags, turns every error into a usage line."""
+  program = os.path.basename(argv[0]) if argv else "experiment"
+  try:
+    argv, set_none = check_command_line(argv)
+    try:
+      rest = FLAGS(argv)
+    except flags.Error as error:
+      raise UsageError(str(error).replace("\\n", " ")) from None
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+      raise UsageError(f"bad --config value: {error}".replace("\\n", " ")) from None
+    for key, value in set_none.items():
+      node = FLAGS.config
+      *parents, leaf = key.split(".")
+      for parent in parents:
+        node = node[parent]
+      node[leaf] = value
+    return rest
+  except UsageError as error:
+    print(f"{program}: error: {error}\nUsage: python -m experiments.<task> --config=configs/<task>.py[:<arg>] "
+          "--workdir=DIR [--config.<key>=<value> ...]; --helpfull lists the flags.", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(make_task: Callable[[Any], Any], argv: list[str]) -> Any:
+  """Initialises jax.distributed if requested, then runs ``train_and_evaluate``; returns its result."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
@@ -46,10 +171,20 @@ def main(make_task: Callable[[Any], Any], argv: list[str]) -> dict[str, Any]:
   # Imported here so that jax.distributed is initialised before anything touches the devices.
   from ranking_jax.train import distributed  # pylint: disable=g-import-not-at-top
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  from ranking_jax.data import errors  # pylint: disable=g-import-not-at-top
   from ranking_jax.train import trainer  # pylint: disable=g-import-not-at-top
-  return trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, make_task)
+  try:
+    result = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, make_task)
+  except (errors.DataNotFoundError, trainer.WorkdirMismatchError) as error:
+    # Expected user errors: the message says what to do; a traceback would only hide it.
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(2)
+  if not result.results.get("complete", True):
+    print(f"NOTE: this run is INCOMPLETE ({result.results.get('stopped_early')}); relaunch the same "
+          "command to finish it.", flush=True)
+  return result
 
 
 def run(make_task: Callable[[Any], Any]) -> None:
-  """``absl.app.run`` of :func:`main` for ``make_task(config) -> Task``."""
-  app.run(lambda argv: main(make_task, argv) and None)
+  """``absl.app.run`` of :func:`main` for ``make_task(config) -> Task``, with :func:`parse_flags`."""
+  app.run(lambda argv: main(make_task, argv) and None, flags_parser=parse_flags)

@@ -9,7 +9,7 @@
 Array([[1., 2., 3.]], dtype=float32)
 
 The light modules (``losses``, ``ranks``, ``metrics``, ``types``, ``utils``) are imported eagerly; the
-heavier ones (``train``, ``sorters``, ``models``, ``data``, ``tasks``) on first attribute access.
+heavier ones (``train``, ``sorters``, ``models``, ``data``, ``tasks``, ``reporting``) on first attribute access.
 """
 
 import importlib
@@ -22,7 +22,7 @@ from ranking_jax import utils
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("benchmarking", "data", "models", "sorters", "tasks", "train")
+_LAZY_SUBMODULES = ("benchmarking", "data", "models", "reporting", "sorters", "tasks", "train")
 
 __all__ = ["losses", "metrics", "ranks", "types", "utils", *_LAZY_SUBMODULES]
 

@@ -106,19 +106,15 @@ def test_eval_iterator_covers_every_example_once(n, bs, processes):
     batches = list(pipeline.make_eval_iterator(ArraySource(n), bs, process_index=p, process_count=processes))
     counts.append(len(batches))
     for b in batches:
-      assert b["index"].shape == (bs // processes,) and b["mask"].dtype == bool
-      seen.extend(b["index"][b["mask"]].tolist())
+      assert 1 <= len(b["index"]) <= bs // processes  # no padding: the trainer pads, in one place
+      mask = b.get("mask", np.ones(len(b["index"]), bool))
+      seen.extend(b["index"][mask].tolist())
       assert (b["index"] < n).all()
   assert sorted(seen) == list(range(n))
   assert len(set(counts)) == 1  # same number of batches on every process
 
 
-def test_shard_and_prefetch():
-  batch = {"x": np.arange(8), "y": np.zeros((8, 2))}
-  sharded = pipeline.shard(batch, 4)
-  assert sharded["x"].shape == (4, 2) and sharded["y"].shape == (4, 2, 2)
-  with pytest.raises(ValueError, match="divisible"):
-    pipeline.shard(batch, 3)
+def test_prefetch():
   it = pipeline.make_train_iterator(ArraySource(20), 4, seed=2, num_steps=6)
   expected = [b["index"] for b in pipeline.make_train_iterator(ArraySource(20), 4, seed=2, num_steps=6)]
   got = [b["index"] for b in pipeline.prefetch(it, 2)]

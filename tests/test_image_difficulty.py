@@ -1,4 +1,4 @@
-"""Tests of the IDE RankNet image-difficulty task, its configs and a two-step run of every variant."""
+"""Tests of the IDE RankNet image-difficulty task, its configs, and smoke runs on the shared trainer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pathlib
 import sys
 
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 import scipy.stats
@@ -44,11 +43,15 @@ def _rank_loss_loop(s, y):
 # ---------------------------------------------------------------------------------------- configs
 
 
+FIGURE3 = tuple(f"lambda={lam:g}" for lam in (0.0, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9))
+
+
 def test_every_variant_has_a_config_and_a_paper_row():
-  assert len(task_lib.VARIANTS) == 16
-  for variant in task_lib.VARIANTS:
+  assert len(config_lib.VARIANTS + FIGURE3) == 16
+  for variant in config_lib.VARIANTS + FIGURE3:
     assert variant in task_lib.PAPER_RESULTS
     assert config_lib.get_config(variant).variant == variant
+    assert config_lib.get_config(variant + ",smoke").total_steps == 2
 
 
 @pytest.mark.parametrize("variant,rank,mse", [("mse", 0.0, 1.0), ("kendall", 1.0, 0.0), ("weighted", 0.7, 0.3),
@@ -75,10 +78,10 @@ def test_alternating_is_algorithm_1_with_f3_over_epochs_and_the_paper_optimizer(
 
 def test_embedded_default_and_voc_sizes():
   config = config_lib.get_config("alternating")
-  assert (config.data.name, config.data.image_size, config.model.backbone) == ("scenes", 64, "resnet18")
+  assert (config.data.name, config.data.image_size, config.model.kwargs.backbone) == ("scenes", 64, "resnet18")
   voc = config_lib.get_config("alternating,voc")
-  assert (voc.data.name, voc.data.image_size, voc.model.backbone, voc.model.width) == (
-      "voc", 224, "resnet152", None)
+  assert (voc.data.name, voc.data.image_size, voc.model.kwargs.backbone) == ("voc", 224, "resnet152")
+  assert not voc.model.kwargs.backbone_kwargs
   assert voc.optimizer.learning_rate == 1e-3
   assert tuple(voc.optimizer.schedule.boundaries_epochs) == (200, 240)
   assert config_lib.get_config("vgg16").data.augment is False  # Table 1 precedes the augmentation
@@ -91,11 +94,12 @@ def test_bad_variants_raise(arg):
     config_lib.get_config(arg)
 
 
-def test_parse_lambda():
-  assert task_lib.parse_lambda("lambda=0.25") == 0.25
-  assert task_lib.parse_lambda("kendall") is None
+def test_lambda_option_and_config_imports():
+  config = config_lib.get_config("lambda=0.25")
+  assert config.variant == "lambda=0.25" and config.multitask.weights.rank == 0.25
   with pytest.raises(ValueError):
-    task_lib.parse_lambda("lambda=-0.1")
+    config_lib.get_config("lambda=-0.1")
+
 
 
 # ------------------------------------------------------------------------------- losses and metrics
@@ -167,28 +171,27 @@ def test_plot_writes_a_png(tmp_path):
 
 
 def test_rendered_scenes_match_the_generator_and_the_cache(tmp_path):
+  from ranking_jax.data import rendered  # pylint: disable=g-import-not-at-top
   source = scenes.ScenesSource(5, seed=3, offset=7, image_size=16)
-  rendered = task_lib.render_scenes(source, chunk_size=2, cache_dir=str(tmp_path))
+  once = rendered.render(source, keys=("image", "difficulty"), chunk_size=2, cache_dir=str(tmp_path),
+                         cache_key=["scenes", 3, 7, 5, 16], name="scenes")
   expected = source[np.arange(5)]
-  batch = rendered[np.array([4, 0])]
+  batch = once[np.array([4, 0])]
   np.testing.assert_allclose(batch["image"], expected["image"][[4, 0]], atol=0.5 / 255 + 1e-6)
   np.testing.assert_array_equal(batch["difficulty"], expected["difficulty"][[4, 0]])
   assert len(list(tmp_path.iterdir())) == 1
-  cached = task_lib.render_scenes(source, cache_dir=str(tmp_path))
-  np.testing.assert_array_equal(cached.images, rendered.images)
-
-
-def test_array_source_rejects_bad_shapes():
-  with pytest.raises(ValueError, match="uint8"):
-    task_lib.ArraySource(np.zeros((2, 4, 4, 3), np.float32), np.zeros(2))
-  with pytest.raises(ValueError, match="difficulty"):
-    task_lib.ArraySource(np.zeros((2, 4, 4, 3), np.uint8), np.zeros(3))
+  cached = rendered.render(source, cache_dir=str(tmp_path), cache_key=["scenes", 3, 7, 5, 16], name="scenes")
+  np.testing.assert_array_equal(cached.arrays["image"], once.arrays["image"])
+  with pytest.raises(ValueError, match="same length"):
+    rendered.ArraySource({"image": np.zeros((2, 4, 4, 3), np.uint8), "difficulty": np.zeros(3)})
 
 
 def _random_splits(num_train=16, num_eval=6, size=32, seed=0):
   rng = np.random.default_rng(seed)
-  make = lambda n: task_lib.ArraySource(rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8),
-                                        rng.normal(3.3, 0.5, size=n).astype(np.float32))
+  from ranking_jax.data import rendered  # pylint: disable=g-import-not-at-top
+  make = lambda n: rendered.ArraySource({
+      "image": rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8),
+      "difficulty": rng.normal(3.3, 0.5, size=n).astype(np.float32)})
   return {"train": make(num_train), "validation": make(num_eval), "test": make(num_eval)}
 
 
@@ -205,8 +208,9 @@ def test_train_iterator_is_deterministic_in_the_step_and_tiles_processes():
   assert set(resumed) == {"inputs", "difficulty"}
   halves = [next(task.make_train_iterator(5, p, 2)) for p in range(2)]
   np.testing.assert_array_equal(np.concatenate([h["difficulty"] for h in halves]), batches[5]["difficulty"])
-  evals = list(task.make_eval_iterator())
-  assert [b["mask"].sum() for b in evals] == [4, 2]
+  evals = list(task.evaluators["test"].make_iterator())
+  assert [len(b["difficulty"]) for b in evals] == [4, 2] and "mask" not in evals[-1]
+  assert not task.evaluators["test"].periodic and task.evaluators["validation"].periodic
 
 
 def test_device_loss_scope_is_rejected():
@@ -236,52 +240,32 @@ def test_voc_with_the_real_csv_but_no_dataset_says_how_to_prepare_it(tmp_path):
     task_lib.make_splits(config.data)
 
 
-# -------------------------------------------------------------------------- two steps of every variant
+# ----------------------------------------------------------------------------- smoke runs (tiny models)
 
 
-def _tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Two steps on random 32x32 images; the Table-2 / Figure-3 variants use a one-block ResNet stem.
+@pytest.mark.parametrize("variant", ["alternating", "weighted", "resnet152", "mobilenet", "vgg16"])
+def test_smoke_run(variant, tmp_path):
+  """Two steps of the `smoke` config on random images: losses, weights, evaluators and the report.
 
-  The compile time of the step dominates on a CPU, so the twelve variants that share the default ResNet-18
-  (they differ only in the loss weights, which is what these runs check) use a ResNet with one stage of
-  one basic block, width 4; the Table 1 backbones keep their full depth at width 4 / alpha 0.125 / VGG
-  channels / 16.
+  Every variant of Table 2 / Figure 3 differs only in its loss weights (checked on the configs above), so
+  two of them run; the Table 1 backbones run at their full depth, slimmed (width 4, alpha 0.25, VGG / 16).
   """
-  config.batch_size = 8
-  config.eval_batch_size = 8
-  config.total_epochs = None
-  config.total_steps = 2
-  config.log_every_steps = 1
-  config.eval_every_epochs = None
-  config.eval_every_steps = 0
-  config.checkpoint_every_epochs = None
-  config.checkpoint_every_steps = 0
-  config.async_checkpointing = False
-  backbone = config.model.backbone
-  if backbone == "resnet18":
-    config.model.stage_sizes = (1,)
-  if backbone.startswith("resnet"):
-    config.model.width = 4
-  elif backbone == "mobilenet":
-    config.model.alpha = 0.125
-  elif backbone == "vgg16":
-    config.model.vgg_channel_divisor = 16
-    config.model.vgg_fc_width = 16
-  return config
-
-
-@pytest.mark.parametrize("variant", task_lib.VARIANTS)
-def test_two_step_run_of_every_variant(variant, tmp_path):
   from ranking_jax import train  # pylint: disable=g-import-not-at-top
-  config = _tiny(config_lib.get_config(variant))
+  config = config_lib.get_config(f"{variant},smoke")
+  config.async_checkpointing = False
+  if variant == "resnet152":
+    config.model.kwargs.backbone_kwargs.stage_sizes = (1, 1, 1, 1)  # the bottleneck block type, shallow
   splits = _random_splits(num_train=16, num_eval=6)
-  results = train.train_and_evaluate(config, str(tmp_path), task_lib.make_task(config, splits))
-  assert results["step"] == 2
-  assert results["train_step_compilations"] == 1
-  # Finite for every backbone, the deep ResNets included (their residual branches start at zero).
-  assert results["eval_metrics"]["num_nonfinite"] == 0
-  assert np.isfinite(results["eval_metrics"]["mse"]) and -1 <= results["eval_metrics"]["kendall_tau"] <= 1
-  assert results["eval_metrics"]["num_examples"] == 6
+  config.batch_size, config.eval_batch_size = 8, 8
+  result = train.train_and_evaluate(config, str(tmp_path), task_lib.make_task(config, splits))
+  results = result.results
+  assert results["step"] == 2 and results["complete"] and results["train_step_compilations"] == 1
+  for split in ("validation", "test"):
+    # Finite for every backbone, the deep ResNets included (their residual branches start at zero).
+    assert results["eval"][split]["num_nonfinite"] == 0 and results["eval"][split]["num_examples"] == 6
+  test = result.predictions["test"]
+  assert results["eval"]["test"]["mse"] == pytest.approx(
+      np.mean((test.outputs - test.targets["difficulty"]) ** 2), rel=1e-5)
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   train_records = [r for r in records if r["split"] == "train"]
   assert len(train_records) == 2
@@ -292,20 +276,21 @@ def test_two_step_run_of_every_variant(variant, tmp_path):
     assert {k: record[f"weight/{k}"] for k in expected} == pytest.approx(expected)
     assert record["loss"] == pytest.approx(
         expected["rank"] * record["loss/rank"] + expected["mse"] * record["loss/mse"], rel=1e-5, abs=1e-6)
-  if variant == "alternating":  # the report of the experiment main: test split, table row, Figure 4
-    report = task_lib.write_report(config, str(tmp_path), splits)
-    assert report["steps"] == 2 and report["paper"]["kendall_tau"] == 0.467
-    assert (tmp_path / "figure4.png").exists() and (tmp_path / "results.md").exists()
-    assert json.loads((tmp_path / "test_metrics.json").read_text())["num_examples"] == 6
+  report = results["report"]
+  assert report["steps"] == 2 and report["kendall_tau"] == results["eval"]["test"]["kendall_tau"]
+  assert report["paper"]["row"] == task_lib.PAPER_RESULTS[variant][2]
+  assert (tmp_path / "figure4.png").exists() and "paper" in (tmp_path / "results.md").read_text()
 
 
 def test_pretrained_backbone_weights_initialise_the_run(tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
+  from ranking_jax import models  # pylint: disable=g-import-not-at-top
   from ranking_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
   from ranking_jax.train import trainer  # pylint: disable=g-import-not-at-top
-  config = _tiny(config_lib.get_config("mse"))
+  config = config_lib.get_config("mse,smoke")
+  config.batch_size, config.eval_batch_size = 8, 8
   splits = _random_splits(num_train=16, num_eval=6)
-  model = task_lib.make_model(config.model)
+  model = models.build_model(config.model.name, **config.model.kwargs.to_dict())
   # "Converted" weights: a differently seeded initialisation, written in the documented .npz format.
   stored = model.init(jax.random.key(123), jnp.zeros((1, 32, 32, 3)), train=False)
   path = tmp_path / "backbone.npz"

@@ -35,4 +35,4 @@ def test_one_device_gives_the_same_loss_curve_as_four(tmp_path):
                              rtol=1e-5)
   with open(os.path.join(one_dir, "results.json"), encoding="utf-8") as f:
     one = json.load(f)
-  assert one["eval_metrics"]["mse"] == pytest.approx(four["eval_metrics"]["mse"], rel=1e-4)
+  assert one["eval"]["validation"]["mse"] == pytest.approx(four["eval"]["validation"]["mse"], rel=1e-4)

@@ -101,7 +101,7 @@ def make_task(config):
   return train.Task(model=Scorer(), loss_terms=LOSS_TERMS,
                     make_train_iterator=make_train_iterator_fn(
                         int(config.batch_size), int(config.seed), float(os.environ.get(SLEEP_ENV, 0.0))),
-                    make_eval_iterator=make_eval_iterator, metrics_fn=metrics_fn,
+                    evaluators={"validation": train.Evaluator(make_eval_iterator, metrics_fn)},
                     num_train_examples=NUM_TRAIN_EXAMPLES)
 
 
@@ -118,6 +118,8 @@ def small_config():
   config.optimizer.learning_rate = 0.05
   config.multitask.name = "alternating"
   config.multitask.unit = "steps"
+  config.multitask.main = "rank"
+  config.multitask.auxiliary = "mse"
   config.async_checkpointing = False
   return config
 
@@ -126,7 +128,7 @@ SMALL_CONFIG_FLAGS = [
     "--config=configs/base.py", "--config.batch_size=16", "--config.total_steps=12",
     "--config.log_every_steps=1", "--config.eval_every_steps=6", "--config.checkpoint_every_steps=3",
     "--config.optimizer.learning_rate=0.05", "--config.multitask.name=alternating",
-    "--config.multitask.unit=steps",
+    "--config.multitask.unit=steps", "--config.multitask.main=rank", "--config.multitask.auxiliary=mse",
 ]
 
 
@@ -139,9 +141,9 @@ def run_command(workdir: str, *extra_flags: str) -> list[str]:
 def subprocess_env(num_devices: int | None = 4, **extra: str) -> dict[str, str]:
   """Environment of a child run: ``num_devices`` fake CPU devices (None: JAX's default, one device)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), **extra)
-  env.pop("XLA_FLAGS", None)
+  env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"  # compile-bound tiny programs (see conftest.py)
   if num_devices is not None:
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+    env["XLA_FLAGS"] += f" --xla_force_host_platform_device_count={num_devices}"
   return env
 
 

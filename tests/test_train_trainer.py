@@ -55,7 +55,7 @@ def test_results_json_checkpoint_and_eval(alternating_run):
   assert on_disk["fingerprint"] == results["fingerprint"] and on_disk["step"] == 12
   assert on_disk["config"]["batch_size"] == 16
   assert os.listdir(os.path.join(workdir, "tensorboard"))
-  assert [r["step"] for r in _records(workdir, "eval")] == [6, 12]
+  assert [r["step"] for r in _records(workdir, "validation")] == [6, 12]
   # The final checkpoint holds exactly the fingerprinted parameters.
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
   assert checkpointer.all_steps() == [6, 9, 12]  # keep_checkpoints=3 of 3, 6, 9, 12
@@ -66,10 +66,10 @@ def test_results_json_checkpoint_and_eval(alternating_run):
   data = {k: np.concatenate([b[k] for b in tt.make_eval_iterator()]) for k in ("inputs", "label")}
   variables = {"params": restored.params["model"], **restored.model_state}
   predictions = np.asarray(task.model.apply(variables, data["inputs"], train=False))
-  assert results["eval_metrics"]["num_examples"] == 37 == len(data["label"])
+  assert results["eval"]["validation"]["num_examples"] == 37 == len(data["label"])
   tau = scipy.stats.kendalltau(predictions, data["label"]).statistic
-  assert results["eval_metrics"]["kendall_tau"] == pytest.approx(tau, abs=1e-6)
-  assert results["eval_metrics"]["mse"] == pytest.approx(np.mean((predictions - data["label"]) ** 2), rel=1e-5)
+  assert results["eval"]["validation"]["kendall_tau"] == pytest.approx(tau, abs=1e-6)
+  assert results["eval"]["validation"]["mse"] == pytest.approx(np.mean((predictions - data["label"]) ** 2), rel=1e-5)
 
 
 def _train(weighting, steps, devices, config=None):
@@ -155,4 +155,58 @@ def test_wrong_batch_size_fails_clearly(tmp_path):
   config = tt.small_config()
   config.batch_size = 18
   with pytest.raises(ValueError, match="not divisible by the 4 local devices"):
+    trainer.train_and_evaluate(config, str(tmp_path), tt.make_task)
+
+
+def test_relaunching_a_finished_run_changes_nothing(alternating_run):
+  config, workdir, results = alternating_run
+  with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
+    before_results = f.read()
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    before_records = f.read()
+  again = trainer.train_and_evaluate(config, workdir, tt.make_task)
+  assert again.results["fingerprint"] == results["fingerprint"] and again.predictions == {}
+  with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
+    assert f.read() == before_results
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    assert f.read() == before_records
+
+
+def test_final_evaluation_is_not_appended_twice_when_results_are_missing(tmp_path):
+  config = tt.small_config()
+  config.total_steps = 3
+  trainer.train_and_evaluate(config, str(tmp_path), tt.make_task)
+  os.remove(os.path.join(tmp_path, "results.json"))  # killed after the final checkpoint, before results
+  again = trainer.train_and_evaluate(config, str(tmp_path), tt.make_task)
+  assert again.results["step"] == 3 and again.results["complete"]
+  assert [r["step"] for r in _records(tmp_path, "validation")] == [3]
+  assert [r["step"] for r in _records(tmp_path)] == [1, 2, 3]
+
+
+def test_workdir_of_another_configuration_is_refused(alternating_run):
+  _, workdir, _ = alternating_run
+  config = tt.small_config()
+  task = tt.make_task(config)
+  task.model = tt.Scorer(hidden=32)  # other parameter shapes than the run in workdir
+  with pytest.raises(trainer.WorkdirMismatchError, match="another configuration.*new --workdir"):
+    trainer.train_and_evaluate(config, workdir, task)
+
+
+def test_wall_time_budget_stops_early_and_says_so(tmp_path, capsys):
+  config = tt.small_config()
+  config.max_train_seconds = 1e-9
+  result = trainer.train_and_evaluate(config, str(tmp_path), tt.make_task)
+  assert result.results["step"] == 1 and not result.results["complete"]
+  assert "max_train_seconds" in result.results["stopped_early"]
+  assert "STOPPED EARLY" in capsys.readouterr().out
+  # Relaunching without the budget finishes the run.
+  config.max_train_seconds = None
+  finished = trainer.train_and_evaluate(config, str(tmp_path), tt.make_task)
+  assert finished.results["step"] == 12 and finished.results["complete"]
+
+
+def test_both_units_of_a_duration_are_refused(tmp_path):
+  config = tt.small_config()
+  config.total_epochs = 2.0  # total_steps is 12 too
+  with pytest.raises(ValueError, match="total_steps=12 and config.total_epochs=2.0 are both set"):
     trainer.train_and_evaluate(config, str(tmp_path), tt.make_task)

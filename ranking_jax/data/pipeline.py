@@ -150,11 +150,15 @@ def eval_batch_indices(num_examples: int, batch_size: int, *, process_index: int
                        process_count: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
   """``(indices, mask)`` pairs covering this process's contiguous part of ``range(num_examples)``.
 
-  Every process gets the same number of batches of ``batch_size // process_count`` (what a pmapped
-  evaluation step with collectives needs); padding slots repeat a valid index and have ``mask`` False.
+  Batches hold ``batch_size // process_count`` examples, the last one fewer; no padding (the trainer pads
+  every eval batch, in one place). Every process gets the same number of batches, as a pmapped evaluation
+  with collectives needs: a process whose part runs out first yields one-example batches repeating a
+  valid index with ``mask`` False.
 
   >>> [(i.tolist(), m.tolist()) for i, m in eval_batch_indices(5, 2)]
-  [([0, 1], [True, True]), ([2, 3], [True, True]), ([4, 4], [True, False])]
+  [([0, 1], [True, True]), ([2, 3], [True, True]), ([4], [True])]
+  >>> [(i.tolist(), m.tolist()) for i, m in eval_batch_indices(5, 4, process_index=1, process_count=2)]
+  [([3, 4], [True, True]), ([4], [False])]
   """
   _check_batching(num_examples, batch_size, process_index, process_count)
   local = batch_size // process_count
@@ -163,45 +167,36 @@ def eval_batch_indices(num_examples: int, batch_size: int, *, process_index: int
   num_batches = -(-longest // local)
   mine = parts[process_index]
   filler = mine[-1] if len(mine) else 0
-  padded = np.full(num_batches * local, filler, np.int64)
-  padded[:len(mine)] = mine
-  mask = np.arange(num_batches * local) < len(mine)
-  return [(padded[b * local:(b + 1) * local], mask[b * local:(b + 1) * local]) for b in range(num_batches)]
+  out = []
+  for b in range(num_batches):
+    indices = mine[b * local:(b + 1) * local]
+    if len(indices):
+      out.append((indices, np.ones(len(indices), bool)))
+    else:
+      out.append((np.array([filler], np.int64), np.zeros(1, bool)))
+  return out
 
 
 def make_eval_iterator(source: Source, batch_size: int, *, process_index: int = 0, process_count: int = 1,
                        transform: Optional[Callable[[Batch], Batch]] = None) -> Iterator[Batch]:
-  """Yields every example once, in order, in batches padded to full size with a boolean ``mask``.
+  """Yields every example once, in order, in batches of ``batch_size // process_count`` (the last shorter).
 
-  ``transform(batch) -> batch`` (deterministic, no ``rng``) is applied to each batch if given.
+  ``transform(batch) -> batch`` (deterministic, no ``rng``) is applied to each batch if given. A
+  ``"mask"`` entry is added only to filler batches of a process whose part ran out (see
+  :func:`eval_batch_indices`); the trainer pads short batches and masks the padding.
 
   >>> from ranking_jax.data.scenes import ScenesSource
-  >>> batches = list(make_eval_iterator(ScenesSource(5), 4))
-  >>> [b["mask"].tolist() for b in batches]
-  [[True, True, True, True], [True, False, False, False]]
+  >>> [len(b["difficulty"]) for b in make_eval_iterator(ScenesSource(5), 4)]
+  [4, 1]
   """
   for indices, mask in eval_batch_indices(len(source), batch_size, process_index=process_index,
                                           process_count=process_count):
     batch = dict(source[indices])
     if transform is not None:
       batch = dict(transform(batch))
-    batch["mask"] = mask
+    if not mask.all():
+      batch["mask"] = mask
     yield batch
-
-
-def shard(batch: Mapping[str, Any], num_devices: int) -> dict[str, np.ndarray]:
-  """Reshapes every array's leading axis ``[B, ...]`` to ``[num_devices, B // num_devices, ...]`` for pmap.
-
-  >>> shard({"x": np.zeros((8, 3))}, 4)["x"].shape
-  (4, 2, 3)
-  """
-  out = {}
-  for key, value in batch.items():
-    value = np.asarray(value)
-    if value.ndim == 0 or value.shape[0] % num_devices:
-      raise ValueError(f"`{key}` has leading size {value.shape[:1]}, not divisible by {num_devices} devices.")
-    out[key] = value.reshape((num_devices, value.shape[0] // num_devices) + value.shape[1:])
-  return out
 
 
 def prefetch(iterator: Iterator[Batch], size: int = 2) -> Iterator[Batch]:

@@ -27,6 +27,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from ranking_jax.data.errors import DataNotFoundError
+
 NUM_VOC_CLASSES = 20
 VOC_SPLITS = ("train", "validation")
 DEFAULT_IMAGE_SIZE = 224
@@ -46,10 +48,6 @@ VOC_HELP = (
     "    tfds build voc/2012 --file_format=array_record --data_dir={data_dir}\n"
     "then pass data_dir={data_dir} (or set TFDS_DATA_DIR). `tfds.data_source` cannot read the default "
     "TFRecord format, so `--file_format=array_record` is required.")
-
-
-class DataNotFoundError(FileNotFoundError):
-  """A dataset file or prepared TFDS dataset is missing; the message says how to get it."""
 
 
 def read_difficulty_csv(path: Union[str, os.PathLike]) -> dict[str, float]:

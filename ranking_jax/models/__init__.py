@@ -1,19 +1,32 @@
-"""Model zoo (Flax Linen, NHWC): ResNet-18/34/50/101/152, VGG-16, MobileNet v1, regression heads, weights."""
+"""Model zoo (Flax Linen, NHWC): backbones, heads, and every experiment's model by name (``build_model``).
 
+Each model family's module registers itself with :func:`register_model` when imported below.
+"""
+
+from ranking_jax.models import alexnet  # registers "alexnet_multilabel"
+from ranking_jax.models import deepid2  # registers "deepid2_attributes"
 from ranking_jax.models.heads import ImageRegressor
 from ranking_jax.models.heads import RegressionHead
 from ranking_jax.models.heads import count_params
+from ranking_jax.models import joint_embedding  # registers "joint_embedding"
+from ranking_jax.models import wildcat  # registers "wildcat"
 from ranking_jax.models.mobilenet import MobileNetV1
 from ranking_jax.models.registry import BACKBONES
+from ranking_jax.models.registry import MODELS
+from ranking_jax.models.registry import build_model
 from ranking_jax.models.registry import get_backbone
 from ranking_jax.models.registry import make_model
+from ranking_jax.models.registry import register_model
 from ranking_jax.models.resnet import ResNet
+from ranking_jax.models import sorter_model  # registers "sorter"
+from ranking_jax.models import sketch_net  # registers "sketch_triplet_net"
 from ranking_jax.models.vgg import VGG
 from ranking_jax.models.weights import from_torchvision
 from ranking_jax.models.weights import load_backbone_weights
 from ranking_jax.models.weights import save_backbone_weights
 
 __all__ = [
-    "BACKBONES", "ImageRegressor", "MobileNetV1", "RegressionHead", "ResNet", "VGG", "count_params",
+    "BACKBONES", "ImageRegressor", "MODELS", "MobileNetV1", "RegressionHead", "ResNet", "VGG",
+    "build_model", "count_params", "register_model",
     "from_torchvision", "get_backbone", "load_backbone_weights", "make_model", "save_backbone_weights",
 ]

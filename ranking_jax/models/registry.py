@@ -1,4 +1,10 @@
-"""``get_backbone(name)`` and ``make_model(name)``: the model zoo of the image-difficulty experiment.
+"""The model zoo: backbones by name (``get_backbone``) and whole models by name (``build_model``).
+
+Every experiment builds its model as ``build_model(config.model.name, **config.model.kwargs)``. A model
+family registers itself with ``@register_model("<name>")`` in its own module (imported by
+``ranking_jax/models/__init__.py``), so the registry is the one place that maps names to modules.
+
+Backbones:
 
 ========================  ==================================================  =============  ==========
 name                      architecture                                        features       params*
@@ -53,6 +59,47 @@ def get_backbone(name: str, **kwargs: Any) -> nn.Module:
   return BACKBONES[key](**kwargs)
 
 
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+  """Decorator: registers a model builder ``fn(**kwargs) -> nn.Module`` under ``name``.
+
+  Raises:
+    ValueError: ``name`` is already registered by another builder.
+  """
+
+  def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    previous = MODELS.get(name)
+    # The same builder again is a re-import of its module (pytest's doctest collection, importlib.reload).
+    if previous is not None and (previous.__module__, previous.__qualname__) != (builder.__module__,
+                                                                               builder.__qualname__):
+      raise ValueError(f"model {name!r} is already registered (by {MODELS[name]!r}).")
+    MODELS[name] = builder
+    return builder
+
+  return decorator
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+  """The registered model ``name`` built with ``kwargs`` (``config.model.name``, ``config.model.kwargs``).
+
+  Raises:
+    ValueError: unknown ``name`` (the message lists the registered names) or keyword arguments the
+      builder does not take.
+
+  >>> type(build_model("image_regressor", backbone="resnet18", backbone_kwargs={"width": 8})).__name__
+  'ImageRegressor'
+  """
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}; registered models: {sorted(MODELS)}.")
+  try:
+    return MODELS[name](**kwargs)
+  except TypeError as error:
+    raise ValueError(f"model {name!r} does not accept the keyword arguments {sorted(kwargs)}: {error}"
+                     ) from None
+
+
 def make_model(name: str, *, num_outputs: int = 1, normalize_input: bool = True, bias_init: float = 0.0,
                squeeze: bool = True, **backbone_kwargs: Any) -> heads.ImageRegressor:
   """Backbone ``name`` with a ``num_outputs`` regression head (1 = one difficulty score per image).
@@ -65,3 +112,13 @@ def make_model(name: str, *, num_outputs: int = 1, normalize_input: bool = True,
   """
   return heads.ImageRegressor(get_backbone(name, **backbone_kwargs), num_outputs=num_outputs,
                               normalize_input=normalize_input, bias_init=bias_init, squeeze=squeeze)
+
+
+@register_model("image_regressor")
+def image_regressor(*, backbone: str = "resnet18", backbone_kwargs: Any = None, num_outputs: int = 1,
+                    normalize_input: bool = True, bias_init: float = 0.0, squeeze: bool = True
+                    ) -> heads.ImageRegressor:
+  """A backbone of :data:`BACKBONES` (built with ``backbone_kwargs``) and a linear regression head."""
+  return heads.ImageRegressor(get_backbone(backbone, **dict(backbone_kwargs or {})),
+                              num_outputs=num_outputs, normalize_input=normalize_input,
+                              bias_init=bias_init, squeeze=squeeze)

@@ -82,6 +82,8 @@ class ResNet(nn.Module):
     bottleneck: bottleneck blocks (ResNet-50 and deeper) instead of basic blocks.
     width: filters of the first stage (64 in the paper; smaller values make test-sized networks).
     dtype: computation dtype (parameters stay float32).
+    pool: average-pool globally (default); False returns the last stage's feature map
+      ``[B, H/32, W/32, features]`` (for spatial heads such as WILDCAT).
 
   >>> import jax
   >>> model = ResNet(stage_sizes=(1, 1, 1, 1), bottleneck=False, width=8)
@@ -93,6 +95,7 @@ class ResNet(nn.Module):
   bottleneck: bool
   width: int = 64
   dtype: Any = jnp.float32
+  pool: bool = True
 
   @property
   def num_features(self) -> int:
@@ -111,14 +114,20 @@ class ResNet(nn.Module):
         strides = 2 if stage > 0 and block == 0 else 1
         x = block_cls(self.width * 2 ** stage, strides, self.dtype, name=f"layer{stage + 1}_{block}")(
             x, train)
+    if not self.pool:
+      return x.astype(jnp.float32)
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
-def resnet(depth: int, **kwargs: Any) -> ResNet:
-  """``resnet(50)``: the standard ResNet of that depth (18, 34, 50, 101 or 152)."""
+def resnet(depth: int, *, stage_sizes: Sequence[int] | None = None, **kwargs: Any) -> ResNet:
+  """``resnet(50)``: the standard ResNet of that depth (18, 34, 50, 101 or 152).
+
+  ``stage_sizes`` overrides the blocks per stage while keeping the depth's block type (basic below 50,
+  bottleneck from 50), e.g. a shallow stand-in of ResNet-152's block type for quick tests.
+  """
   if depth not in STAGE_SIZES:
     raise ValueError(f"ResNet depth must be one of {sorted(STAGE_SIZES)}, got {depth}.")
-  return ResNet(stage_sizes=STAGE_SIZES[depth], bottleneck=depth >= 50, **kwargs)
+  return ResNet(stage_sizes=tuple(stage_sizes or STAGE_SIZES[depth]), bottleneck=depth >= 50, **kwargs)
 
 
 ResNet18 = functools.partial(resnet, 18)

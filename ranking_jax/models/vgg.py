@@ -77,5 +77,9 @@ class VGG(nn.Module):
     return x.astype(jnp.float32)
 
 
-def vgg16(**kwargs: Any) -> VGG:
-  return VGG(config=VGG16_CONFIG, **kwargs)
+def vgg16(*, channel_divisor: int = 1, **kwargs: Any) -> VGG:
+  """VGG-16; ``channel_divisor`` > 1 divides every convolution's channels (a slimmed network for CPUs)."""
+  if channel_divisor < 1:
+    raise ValueError(f"channel_divisor must be >= 1, got {channel_divisor}.")
+  config = tuple(c if c == "M" else max(1, int(c) // int(channel_divisor)) for c in VGG16_CONFIG)
+  return VGG(config=config, **kwargs)

@@ -19,37 +19,32 @@ Data (``config.data.name``): ``"scenes"``, the embedded procedural scenes
 (:mod:`ranking_jax.data.scenes`, rendered once into memory, optionally cached on disk), or ``"voc"``, PASCAL
 VOC 2012 joined with the visual-search-difficulty CSV (:mod:`ranking_jax.data.voc_difficulty`).
 
-Entry points: :func:`make_task` (for ``experiments/main_lib.py``), :func:`evaluate_split`,
-:func:`write_report` (results row beside the paper's figure + Figure 4 PNG), :func:`results_table` and
-:func:`plot_predicted_vs_true`.
+Entry points: :func:`make_task` (for ``experiments/main_lib.py``: the model by name from the registry,
+the ``validation`` evaluator every ``eval_every`` and the ``test`` evaluator at the end), :func:`report`
+(from the test predictions the trainer computed: the row beside the paper's figure in ``results.md`` and
+the Figure 4 PNG), :func:`results_table` and :func:`plot_predicted_vs_true`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
+import functools
 import os
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ranking_jax import metrics as metrics_lib
+from ranking_jax import models
+from ranking_jax import reporting
+from ranking_jax import train
 from ranking_jax.data import augment as augment_lib
 from ranking_jax.data import pipeline
+from ranking_jax.data import rendered
 from ranking_jax.data import scenes as scenes_lib
 from ranking_jax.losses import kendall
 
 Batch = dict[str, np.ndarray]
-
-TABLE1_VARIANTS = ("mobilenet", "vgg16", "resnet101", "resnet152")
-TABLE2_VARIANTS = ("mse", "kendall", "weighted", "alternating")
-# Figure 3 of the paper: lambda of eq. 5 (lambda = 0 is MSE only, 0.7 is Table 2's `weighted`).
-FIGURE3_LAMBDAS = (0.0, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
-LAMBDA_VARIANTS = tuple(f"lambda={value:g}" for value in FIGURE3_LAMBDAS)
-VARIANTS = TABLE2_VARIANTS + TABLE1_VARIANTS + LAMBDA_VARIANTS
 
 # The paper's test-set figures: (MSE, Kendall's tau, where). Figure 3 lists 1 - MSE; stored here as MSE.
 PAPER_RESULTS: dict[str, tuple[float, float, str]] = {
@@ -64,91 +59,15 @@ PAPER_RESULTS: dict[str, tuple[float, float, str]] = {
 }
 _FIGURE3_TAU = (0.405, 0.410, 0.412, 0.422, 0.418, 0.425, 0.428, 0.435)
 _FIGURE3_ONE_MINUS_MSE = (0.800, 0.797, 0.785, 0.764, 0.759, 0.790, 0.672, 0.583)
-for _name, _lam, _tau, _one_minus in zip(LAMBDA_VARIANTS, FIGURE3_LAMBDAS, _FIGURE3_TAU,
-                                         _FIGURE3_ONE_MINUS_MSE):
-  PAPER_RESULTS[_name] = (round(1.0 - _one_minus, 3), _tau, f"Figure 3 (lambda = {_lam:g})")
+_FIGURE3_LAMBDAS = (0.0, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+for _lam, _tau, _one_minus in zip(_FIGURE3_LAMBDAS, _FIGURE3_TAU, _FIGURE3_ONE_MINUS_MSE):
+  PAPER_RESULTS[f"lambda={_lam:g}"] = (round(1.0 - _one_minus, 3), _tau, f"Figure 3 (lambda = {_lam:g})")
 
 _IMAGE_KEY = "image"
 _LABEL_KEY = "difficulty"
 
 
-def parse_lambda(variant: str) -> Optional[float]:
-  """The :math:`\\lambda` of a ``"lambda=<value>"`` variant, or None for any other variant.
-
-  >>> parse_lambda("lambda=0.7"), parse_lambda("alternating")
-  (0.7, None)
-  """
-  if not variant.startswith("lambda="):
-    return None
-  try:
-    value = float(variant[len("lambda="):])
-  except ValueError:
-    raise ValueError(f"bad variant {variant!r}: expected lambda=<number in [0, 1]>.") from None
-  if not 0.0 <= value <= 1.0 or math.isnan(value):
-    raise ValueError(f"bad variant {variant!r}: lambda must lie in [0, 1].")
-  return value
-
-
 # ----------------------------------------------------------------------------------------------- data
-
-
-class ArraySource:
-  """An in-memory random-access source: ``uint8`` images and float32 difficulties.
-
-  ``source[indices]`` returns ``{"image": float32 [n, H, W, 3] in [0, 1], "difficulty": float32 [n]}``
-  (the :class:`ranking_jax.data.pipeline.Source` protocol).
-
-  >>> src = ArraySource(np.zeros((3, 8, 8, 3), np.uint8), np.arange(3, dtype=np.float32))
-  >>> len(src), src[np.array([2, 0])]["difficulty"].tolist()
-  (3, [2.0, 0.0])
-  """
-
-  def __init__(self, images: np.ndarray, difficulty: np.ndarray):
-    images = np.asarray(images)
-    difficulty = np.asarray(difficulty, np.float32)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-      raise ValueError(f"`images` must be uint8 [n, H, W, 3], got {images.dtype} {images.shape}.")
-    if difficulty.shape != images.shape[:1]:
-      raise ValueError(f"`difficulty` must have shape {images.shape[:1]}, got {difficulty.shape}.")
-    self.images = images
-    self.difficulty = difficulty
-
-  def __len__(self) -> int:
-    return len(self.difficulty)
-
-  def __getitem__(self, indices: Any) -> Batch:
-    indices = np.asarray(indices)
-    return {_IMAGE_KEY: self.images[indices].astype(np.float32) / np.float32(255.0),
-            _LABEL_KEY: self.difficulty[indices]}
-
-
-def render_scenes(source: scenes_lib.ScenesSource, *, chunk_size: int = 250,
-                  cache_dir: str = "") -> ArraySource:
-  """Renders every scene of ``source`` once into an :class:`ArraySource` (uint8 pixels).
-
-  Rendering costs ~10 ms per 64x64 scene, too slow to redo at every step on a CPU. With ``cache_dir`` the
-  arrays are stored in ``cache_dir/scenes_<hash>.npz`` (keyed by every generator option) and reused.
-  """
-  key = json.dumps([source.seed, source.offset, len(source), source.image_size, source.clutter_range,
-                    source.annotator_noise, source.max_objects], sort_keys=True)
-  path = ""
-  if cache_dir:
-    path = os.path.join(cache_dir, f"scenes_{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
-    if os.path.exists(path):
-      with np.load(path) as cached:
-        return ArraySource(cached["images"], cached["difficulty"])
-  images, difficulty = [], []
-  for start in range(0, len(source), chunk_size):
-    batch = source[np.arange(start, min(start + chunk_size, len(source)))]
-    images.append(np.round(np.clip(batch[_IMAGE_KEY], 0.0, 1.0) * 255.0).astype(np.uint8))
-    difficulty.append(batch[_LABEL_KEY])
-  result = ArraySource(np.concatenate(images), np.concatenate(difficulty))
-  if path:
-    os.makedirs(cache_dir, exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(temporary, images=result.images, difficulty=result.difficulty)
-    os.replace(temporary, path)  # atomic: concurrent runs never read a partial file
-  return result
 
 
 def make_splits(data_config: Any) -> dict[str, Any]:
@@ -164,13 +83,19 @@ def make_splits(data_config: Any) -> dict[str, Any]:
     sources = scenes_lib.make_scenes_splits(int(data_config.num_train), int(data_config.num_validation),
                                             int(data_config.num_test), seed=int(data_config.seed),
                                             image_size=int(data_config.image_size))
-    return {split: render_scenes(source, cache_dir=data_config.get("cache_dir", "") or "")
+    # Rendering costs ~10 ms per 64x64 scene: once per run (or once per cache_dir), with a progress line.
+    return {split: rendered.render(
+        source, keys=(_IMAGE_KEY, _LABEL_KEY), cache_dir=data_config.get("cache_dir", "") or "",
+        cache_key=["scenes", source.seed, source.offset, len(source), source.image_size,
+                   source.clutter_range, source.annotator_noise, source.max_objects],
+        name="scenes", description=f"rendering {len(source)} {split} scenes")
             for split, source in sources.items()}
   if name == "voc":
     from ranking_jax.data import voc_difficulty  # pylint: disable=g-import-not-at-top
     if not data_config.csv_path:
       raise voc_difficulty.DataNotFoundError(
-          "config.data.csv_path is empty. " + voc_difficulty.CSV_HELP)
+          "config.data.csv_path is empty: set --config.data.csv_path=/path/to/VSD_dataset.csv. "
+          + voc_difficulty.CSV_HELP)
     return voc_difficulty.make_voc_difficulty_splits(
         data_config.csv_path, data_dir=data_config.tfds_data_dir or None, seed=int(data_config.seed),
         image_size=int(data_config.image_size), index_cache_path=data_config.index_cache_path or None)
@@ -197,55 +122,6 @@ def _augment_config(data_config: Any) -> Optional[augment_lib.AugmentConfig]:
   return augment_lib.AugmentConfig()
 
 
-# --------------------------------------------------------------------------------------------- model
-
-
-def make_model(model_config: Any) -> Any:
-  """The backbone of ``config.model`` with a 1-output regression head (:class:`ImageRegressor`).
-
-  ``backbone``: a :func:`ranking_jax.models.get_backbone` name; ``width`` (ResNets: first-stage filters,
-  64 = standard), ``stage_sizes`` (ResNets: blocks per stage, overriding the depth), ``alpha`` (MobileNet
-  width multiplier), ``vgg_channel_divisor`` and ``vgg_fc_width`` (VGG-16 slimmed for CPU runs);
-  ``bias_init``: initial output (the mean difficulty).
-
-  >>> import ml_collections
-  >>> config = ml_collections.ConfigDict(dict(backbone="resnet18", width=8, stage_sizes=(), alpha=None,
-  ...     vgg_channel_divisor=None, vgg_fc_width=None, bias_init=3.3))
-  >>> make_model(config).backbone.width
-  8
-  """
-  from ranking_jax import models  # pylint: disable=g-import-not-at-top
-  from ranking_jax.models import resnet as resnet_lib  # pylint: disable=g-import-not-at-top
-  from ranking_jax.models import vgg as vgg_lib  # pylint: disable=g-import-not-at-top
-  name = str(model_config.backbone).lower()
-  kwargs: dict[str, Any] = {}
-  if name.startswith("resnet"):
-    if model_config.get("width") is not None:
-      kwargs["width"] = int(model_config.width)
-    stage_sizes = tuple(model_config.get("stage_sizes") or ())
-    if stage_sizes:
-      depth = int(name[len("resnet"):])
-      backbone = resnet_lib.ResNet(stage_sizes=stage_sizes, bottleneck=depth >= 50, **kwargs)
-    else:
-      backbone = models.get_backbone(name, **kwargs)
-  elif name in ("mobilenet", "mobilenet_v1"):
-    if model_config.get("alpha") is not None:
-      kwargs["alpha"] = float(model_config.alpha)
-    backbone = models.get_backbone(name, **kwargs)
-  elif name in ("vgg16", "vgg"):
-    divisor = model_config.get("vgg_channel_divisor")
-    if divisor is not None:
-      kwargs["config"] = tuple(c if c == "M" else max(1, int(c) // int(divisor))
-                               for c in vgg_lib.VGG16_CONFIG)
-    if model_config.get("vgg_fc_width") is not None:
-      kwargs["fc_width"] = int(model_config.vgg_fc_width)
-    # vgg16() fixes `config` to the standard channels; the slimmed network is built directly.
-    backbone = vgg_lib.VGG(**{"config": vgg_lib.VGG16_CONFIG, **kwargs})
-  else:
-    backbone = models.get_backbone(name)  # raises with the list of known names
-  return models.ImageRegressor(backbone, num_outputs=1, bias_init=float(model_config.bias_init))
-
-
 # ------------------------------------------------------------------------------------- losses, metrics
 
 
@@ -253,6 +129,7 @@ def make_loss_terms(label_diff: str = "sgn") -> dict[str, Any]:
   """``{"rank": Kendall RankLoss over the (global) batch, "mse": MSE}`` on ``batch["difficulty"]``.
 
   >>> terms = make_loss_terms()
+  >>> import jax.numpy as jnp
   >>> batch = {"difficulty": jnp.array([1.0, 2.0, 3.0])}
   >>> float(terms["rank"](jnp.array([0.0, 5.0, 9.0]), batch)), float(terms["mse"](jnp.zeros(3), batch))
   (0.0, 4.666666507720947)
@@ -304,18 +181,19 @@ def _check_config(config: Any) -> None:
                      f"got {config.loss_scope!r}.")
 
 
-def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> Any:
+def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
   """The trainer :class:`~ranking_jax.train.Task` of ``config`` (see ``configs/image_difficulty.py``).
 
   Training batches come from ``splits["train"]`` (shuffled per epoch, augmented when
-  ``config.data.augment``), the periodic evaluation runs on ``splits["validation"]`` with
-  :func:`difficulty_metrics`. ``splits`` defaults to :func:`make_splits` of ``config.data``.
+  ``config.data.augment``); the ``validation`` evaluator runs every ``config.eval_every_*`` and the
+  ``test`` evaluator at the end, both with :func:`difficulty_metrics`; :func:`report` then writes the
+  test row beside the paper's figure and Figure 4. ``splits`` defaults to :func:`make_splits` of
+  ``config.data``. The model is ``models.build_model(config.model.name, **config.model.kwargs)``.
   """
-  from ranking_jax import train  # pylint: disable=g-import-not-at-top
   _check_config(config)
   if splits is None:
     splits = make_splits(config.data)
-  train_source, validation_source = splits["train"], splits["validation"]
+  train_source = splits["train"]
   augment_config = _augment_config(config.data)
   transform = augment_lib.make_augment_transform(augment_config) if augment_config else None
   batch_size, seed = int(config.batch_size), int(config.seed)
@@ -327,9 +205,8 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> Any:
                                            transform=transform)
     return pipeline.prefetch(to_trainer_batch(b) for b in batches)
 
-  def make_eval_iterator() -> Iterator[Batch]:
-    batches = pipeline.make_eval_iterator(validation_source, eval_batch_size,
-                                          process_index=jax.process_index(),
+  def make_eval_iterator(source: Any) -> Iterator[Batch]:
+    batches = pipeline.make_eval_iterator(source, eval_batch_size, process_index=jax.process_index(),
                                           process_count=jax.process_count())
     return (to_trainer_batch(b) for b in batches)
 
@@ -340,60 +217,45 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> Any:
     from ranking_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
     initialize_variables = lambda variables: weights_lib.load_backbone_weights(variables, weights_path)
 
-  return train.Task(model=make_model(config.model), loss_terms=make_loss_terms(config.loss.label_diff),
-                    make_train_iterator=make_train_iterator, make_eval_iterator=make_eval_iterator,
-                    metrics_fn=difficulty_metrics, num_train_examples=len(train_source),
-                    initialize_variables=initialize_variables)
-
-
-def predict(model: Any, variables: Any, source: Any, batch_size: int = 200) -> tuple[np.ndarray, np.ndarray]:
-  """``(predictions, labels)`` of ``model`` over the whole ``source``, in order (single device, jitted)."""
-  apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
-  predictions, labels = [], []
-  for indices, mask in pipeline.eval_batch_indices(len(source), batch_size):
-    batch = source[indices]
-    out = np.asarray(apply(variables, jnp.asarray(batch[_IMAGE_KEY], jnp.float32)))
-    predictions.append(out[mask])
-    labels.append(np.asarray(batch[_LABEL_KEY])[mask])
-  return np.concatenate(predictions), np.concatenate(labels)
-
-
-def evaluate_split(config: Any, workdir: str, split: str = "test",
-                   splits: Optional[Mapping[str, Any]] = None
-                   ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-  """Restores the final checkpoint of ``workdir`` and returns ``(metrics, predictions, labels)`` on ``split``."""
-  from ranking_jax.train import trainer  # pylint: disable=g-import-not-at-top
-  if splits is None:
-    splits = make_splits(config.data)
-  task = make_task(config, splits)
-  state = trainer.load_state(config, workdir, task)
-  variables = {"params": state.params["model"], **state.model_state}
-  predictions, labels = predict(task.model, variables, splits[split], int(config.eval_batch_size))
-  return difficulty_metrics(predictions, {_LABEL_KEY: labels}), predictions, labels
+  evaluators = {
+      "validation": train.Evaluator(functools.partial(make_eval_iterator, splits["validation"]),
+                                    difficulty_metrics),
+      "test": train.Evaluator(functools.partial(make_eval_iterator, splits["test"]), difficulty_metrics,
+                              periodic=False),
+  }
+  return train.Task(model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
+                    loss_terms=make_loss_terms(config.loss.label_diff),
+                    make_train_iterator=make_train_iterator, evaluators=evaluators,
+                    num_train_examples=len(train_source), initialize_variables=initialize_variables,
+                    report=functools.partial(report, config))
 
 
 # --------------------------------------------------------------------------------------------- reports
 
 
-def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
-  """A markdown table of measured rows with the paper's figure beside each.
+_TABLE_COLUMNS = (
+    reporting.Column("variant"), reporting.Column("data"), reporting.Column("model"),
+    reporting.Column("steps"), reporting.Column("mse", "test MSE"),
+    reporting.Column("kendall_tau", "test Kendall tau_a"), reporting.Column("paper_mse", "paper MSE", ".3f"),
+    reporting.Column("paper_tau", "paper tau", ".3f"), reporting.Column("paper_row", "paper row"))
 
-  Each row needs ``variant``, ``mse`` and ``kendall_tau``; optional ``data``, ``backbone``, ``steps``.
+
+def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
+  """A markdown table of measured rows with the paper's figure beside each (by ``variant``).
+
+  Each row needs ``variant``, ``mse`` and ``kendall_tau``; optional ``data``, ``model``, ``steps``.
 
   >>> print(results_table([{"variant": "mse", "mse": 0.25, "kendall_tau": 0.3}]))
-  | variant | data | backbone | steps | test MSE | test Kendall tau_a | paper MSE | paper tau | paper row |
+  | variant | data | model | steps | test MSE | test Kendall tau_a | paper MSE | paper tau | paper row |
   |---|---|---|---|---|---|---|---|---|
-  | mse |  |  |  | 0.2500 | 0.3000 | 0.200 | 0.405 | Table 2, exp. 1 (ResNet-152 + MSE) |
+  | mse | - | - | - | 0.2500 | 0.3000 | 0.200 | 0.405 | Table 2, exp. 1 (ResNet-152 + MSE) |
   """
-  lines = ["| variant | data | backbone | steps | test MSE | test Kendall tau_a | paper MSE | paper tau | "
-           "paper row |", "|---|---|---|---|---|---|---|---|---|"]
+  full = []
   for row in rows:
     paper = PAPER_RESULTS.get(str(row["variant"]))
-    paper_cells = (f"{paper[0]:.3f} | {paper[1]:.3f} | {paper[2]}" if paper else "- | - | -")
-    lines.append(f"| {row['variant']} | {row.get('data', '')} | {row.get('backbone', '')} | "
-                 f"{row.get('steps', '')} | {float(row['mse']):.4f} | {float(row['kendall_tau']):.4f} | "
-                 f"{paper_cells} |")
-  return "\n".join(lines)
+    full.append({**row, **({"paper_mse": paper[0], "paper_tau": paper[1], "paper_row": paper[2]}
+                           if paper else {})})
+  return reporting.markdown_table(full, _TABLE_COLUMNS)
 
 
 def least_squares_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -416,71 +278,53 @@ def plot_predicted_vs_true(predictions: np.ndarray, labels: np.ndarray, path: st
 
   Returns the line's ``(slope, intercept)`` (predicted = slope * true + intercept).
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   labels = np.asarray(labels, np.float64)
   predictions = np.asarray(predictions, np.float64)
   slope, intercept = least_squares_line(labels, predictions)
-  figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
-  axes.scatter(labels, predictions, s=6, alpha=0.4, edgecolors="none", label="test images")
-  low = float(min(labels.min(), predictions.min()))
-  high = float(max(labels.max(), predictions.max()))
-  grid = np.linspace(low, high, 2)
-  axes.plot(grid, slope * grid + intercept, color="C3",
-            label=f"least squares: {slope:.2f} x + {intercept:.2f}")
-  axes.plot(grid, grid, color="0.5", linestyle="--", linewidth=1, label="y = x")
-  axes.set_xlabel("ground-truth difficulty")
-  axes.set_ylabel("predicted difficulty")
-  axes.set_title(title or "Predicted vs. ground-truth difficulty")
-  axes.legend(loc="upper left", fontsize=8)
-  figure.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  figure.savefig(path)
-  plt.close(figure)
+  with reporting.figure(path, figsize=(5, 5)) as (_, axes):
+    axes.scatter(labels, predictions, s=6, alpha=0.4, edgecolors="none", label="test images")
+    finite = predictions[np.isfinite(predictions)]
+    low = float(min(labels.min(), finite.min() if finite.size else labels.min()))
+    high = float(max(labels.max(), finite.max() if finite.size else labels.max()))
+    grid = np.linspace(low, high, 2)
+    axes.plot(grid, slope * grid + intercept, color="C3",
+              label=f"least squares: {slope:.2f} x + {intercept:.2f}")
+    axes.plot(grid, grid, color="0.5", linestyle="--", linewidth=1, label="y = x")
+    axes.set_xlabel("ground-truth difficulty")
+    axes.set_ylabel("predicted difficulty")
+    axes.set_title(title or "Predicted vs. ground-truth difficulty")
+    axes.legend(loc="upper left", fontsize=8)
   return slope, intercept
 
 
-def describe_backbone(model_config: Any) -> str:
-  """A short name of the configured backbone, e.g. ``resnet18 (width 16)``."""
-  name = str(model_config.backbone)
-  details = []
-  if model_config.get("stage_sizes"):
-    details.append(f"blocks {tuple(model_config.stage_sizes)}")
-  if name.startswith("resnet") and model_config.get("width") is not None:
-    details.append(f"width {model_config.width}")
-  if name.startswith("mobilenet") and model_config.get("alpha") is not None:
-    details.append(f"alpha {model_config.alpha}")
-  if name.startswith("vgg") and model_config.get("vgg_channel_divisor") is not None:
-    details.append(f"channels / {model_config.vgg_channel_divisor}, fc {model_config.vgg_fc_width}")
-  return name + (f" ({', '.join(details)})" if details else "")
+def describe_model(model_config: Any) -> str:
+  """``config.model`` in a few words, e.g. ``image_regressor resnet18 {'width': 8}``."""
+  kwargs = model_config.kwargs
+  backbone = kwargs.get("backbone", "")
+  extra = dict(kwargs.get("backbone_kwargs", None) or {})
+  return " ".join(str(x) for x in (model_config.name, backbone, extra or "") if x != "")
 
 
-def write_report(config: Any, workdir: str, splits: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
-  """Evaluates the final model on the test split and writes the run's report into ``workdir``.
+def report(config: Any, result: train.TrainResult, workdir: str) -> dict[str, Any]:
+  """The run's report from the test predictions already computed by the trainer.
 
-  Files: ``test_metrics.json`` (MSE, tau_a, the least-squares line, the paper's figure),
-  ``results.md`` (:func:`results_table` row) and ``figure4.png`` (:func:`plot_predicted_vs_true`).
-  Returns the ``test_metrics.json`` dict.
+  Writes ``results.md`` (:func:`results_table` row) and ``figure4.png`` (:func:`plot_predicted_vs_true`)
+  into ``workdir``; returns the row, the least-squares line and the paper's figure (stored under
+  ``results["report"]``).
   """
-  metrics, predictions, labels = evaluate_split(config, workdir, "test", splits)
+  test = result.predictions["test"]
   variant = str(config.variant)
-  results_path = os.path.join(workdir, "results.json")
-  steps = None
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      steps = json.load(f).get("step")
-  row = {"variant": variant, "data": config.data.name, "backbone": describe_backbone(config.model),
-         "steps": steps, **metrics}
+  row = {"variant": variant, "data": config.data.name, "model": describe_model(config.model),
+         "steps": result.results["step"], **test.metrics}
   slope, intercept = plot_predicted_vs_true(
-      predictions, labels, os.path.join(workdir, "figure4.png"),
-      title=f"{variant}: tau_a {metrics['kendall_tau']:.3f}, MSE {metrics['mse']:.3f}")
+      test.outputs, test.targets[_LABEL_KEY], os.path.join(workdir, "figure4.png"),
+      title=f"{variant}: tau_a {test.metrics['kendall_tau']:.3f}, MSE {test.metrics['mse']:.3f}")
   paper = PAPER_RESULTS.get(variant)
-  report = {**row, "least_squares_slope": slope, "least_squares_intercept": intercept,
-            "paper": None if paper is None else {"mse": paper[0], "kendall_tau": paper[1], "row": paper[2]}}
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "test_metrics.json"), "w") as f:
-      json.dump(report, f, indent=2)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-      f.write(results_table([row]) + "\n")
-  return report
+  incomplete = "" if result.results.get("complete", True) else " (INCOMPLETE run)"
+  reporting.write_markdown(workdir, f"# IDE RankNet, {variant}{incomplete}\n\n{results_table([row])}\n")
+  out = {**row, "least_squares_slope": slope, "least_squares_intercept": intercept,
+         "paper": None if paper is None else {"mse": paper[0], "kendall_tau": paper[1], "row": paper[2]}}
+  print(f"test ({variant}): MSE {row['mse']:.4f}, Kendall tau_a {row['kendall_tau']:.4f}"
+        + (f" | paper: MSE {paper[0]}, tau {paper[1]} ({paper[2]})" if paper else "") + incomplete,
+        flush=True)
+  return out

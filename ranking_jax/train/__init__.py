@@ -27,10 +27,12 @@ An experiment describes itself as a :class:`Task` and calls :func:`train_and_eva
         loss_terms={"rank": lambda out, batch: kendall_rank_loss(out, batch["label"]),
                     "mse": lambda out, batch: jnp.mean((out - batch["label"]) ** 2)},
         make_train_iterator=make_train_iterator,
-        make_eval_iterator=lambda: eval_batches,          # per-process numpy batches
-        metrics_fn=lambda pred, tgt: {"kendall_tau": scipy.stats.kendalltau(pred, tgt["label"])[0]},
+        evaluators={"validation": train.Evaluator(
+            make_iterator=lambda: eval_batches,               # per-process numpy batches
+            metrics_fn=lambda pred, tgt: {"kendall_tau": scipy.stats.kendalltau(pred, tgt["label"])[0]})},
         num_train_examples=5770)
-    results = train.train_and_evaluate(config, workdir, task)   # config: configs/base.py + overrides
+    result = train.train_and_evaluate(config, workdir, task)   # config: configs/base.py + overrides
+    result.results["eval"]["validation"], result.state, result.predictions["validation"].outputs
 
 The pieces, one module each:
 
@@ -46,7 +48,8 @@ The pieces, one module each:
 * :mod:`~ranking_jax.train.writers`: console progress line, TensorBoard and ``metrics.jsonl``;
 * :mod:`~ranking_jax.train.config`: epochs -> steps conversion of the shared config fields;
 * :mod:`~ranking_jax.train.distributed`: ``jax.distributed.initialize`` from flags or the environment;
-* :mod:`~ranking_jax.train.trainer`: :class:`Task`, :func:`evaluate`, :func:`train_and_evaluate`.
+* :mod:`~ranking_jax.train.trainer`: :class:`Task`, :class:`Evaluator`, :func:`train_and_evaluate`
+  (returns a :class:`TrainResult`: final state, results dict, final predictions per split).
 
 See ``docs/trainer.md`` for the details and ``configs/base.py`` for the shared config fields.
 """
@@ -58,11 +61,13 @@ from ranking_jax.train.parallel import AXIS_NAME, make_eval_step, make_train_ste
 from ranking_jax.train.schedules import (LossWeighting, alternating, piecewise, uncertainty,
                                          weighted)
 from ranking_jax.train.state import TrainState, count_params, create_train_state, fingerprint
-from ranking_jax.train.trainer import Task, evaluate, train_and_evaluate
+from ranking_jax.train.trainer import (Evaluator, Predictions, Task, TrainResult, WorkdirMismatchError,
+                                       evaluate, load_state, shape_signature, train_and_evaluate)
 
 __all__ = [
-    "AXIS_NAME", "Checkpointer", "LossWeighting", "StepPlan", "Task", "TrainState", "alternating",
-    "count_params", "create_train_state", "evaluate", "fingerprint", "learning_rate_schedule",
-    "make_eval_step", "make_optimizer", "make_train_step", "piecewise", "plan_steps",
+    "AXIS_NAME", "Checkpointer", "Evaluator", "LossWeighting", "Predictions", "StepPlan", "Task",
+    "TrainResult", "TrainState", "WorkdirMismatchError", "alternating", "count_params",
+    "create_train_state", "evaluate", "fingerprint", "learning_rate_schedule", "load_state",
+    "make_eval_step", "make_optimizer", "make_train_step", "piecewise", "plan_steps", "shape_signature",
     "train_and_evaluate", "uncertainty", "weighted",
 ]

@@ -2,10 +2,12 @@
 
 Every experiment config starts from ``configs/base.py:get_base_config()``; the fields read here are
 ``seed``, ``batch_size`` (global, over all devices and processes), ``total_steps``, ``log_every_steps``,
-``eval_every_steps``, ``checkpoint_every_steps`` and their ``*_epochs`` twins. When an ``*_epochs`` field
-is set it takes precedence over the ``*_steps`` field; it is converted with
-``steps_per_epoch = num_train_examples // batch_size`` (the last partial batch is dropped) and rounded
-to the nearest step (at least 1).
+``eval_every_steps``, ``checkpoint_every_steps`` and their ``*_epochs`` twins. Each duration is given in exactly one unit: a
+config sets one field of a twin and leaves the other None (``configs/base.py:set_duration``), a
+command-line override of one field replaces its twin (``experiments/main_lib.py``), and a config with
+both fields of a twin set is refused here with a ``ValueError`` naming them. An ``*_epochs`` value is
+converted with ``steps_per_epoch = num_train_examples // batch_size`` (the last partial batch is dropped)
+and rounded to the nearest step (at least 1).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def _get(config: Any, name: str) -> Any:
 
 def _steps(config: Any, stem: str, per_epoch: int, known_epochs: bool) -> Optional[int]:
   epochs = _get(config, f"{stem}_epochs")
+  if epochs is not None and _get(config, f"{stem}_steps") is not None:
+    raise ValueError(f"config.{stem}_steps={_get(config, f'{stem}_steps')} and config.{stem}_epochs={epochs} "
+                     f"are both set; give one (on the command line, --config.{stem}_steps=N replaces the "
+                     f"epochs and --config.{stem}_epochs=E the steps; =None unsets a field).")
   if epochs is not None:
     if not known_epochs:
       raise ValueError(f"config.{stem}_epochs={epochs} needs the dataset size (the task's "
@@ -59,7 +65,7 @@ def plan_steps(config: Any, *, num_train_examples: Optional[int] = None,
 
   >>> import ml_collections
   >>> cfg = ml_collections.ConfigDict(dict(batch_size=10, total_steps=None, total_epochs=3.0,
-  ...     log_every_steps=5, eval_every_steps=0, eval_every_epochs=1.0, checkpoint_every_steps=7))
+  ...     log_every_steps=5, eval_every_steps=None, eval_every_epochs=1.0, checkpoint_every_steps=7))
   >>> plan_steps(cfg, num_train_examples=105)
   StepPlan(steps_per_epoch=10, total_steps=30, log_every=5, eval_every=10, checkpoint_every=7)
   """

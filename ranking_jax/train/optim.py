@@ -26,12 +26,17 @@ Array = jax.Array
 
 
 def _epochs_or_steps(config: Any, stem: str, steps_per_epoch: int) -> Any:
-  epochs = config.get(f"{stem}_epochs", None)
-  if epochs is not None and (not isinstance(epochs, (tuple, list)) or len(epochs)):
+  """``<stem>_steps``, or ``<stem>_epochs`` converted to steps; refuses a config that sets both."""
+  is_set = lambda v: v is not None and (not isinstance(v, (tuple, list)) or len(v) > 0)
+  epochs, steps = config.get(f"{stem}_epochs", None), config.get(f"{stem}_steps", None)
+  if is_set(epochs) and is_set(steps):
+    raise ValueError(f"optimizer.schedule.{stem}_epochs={epochs} and {stem}_steps={steps} are both set; "
+                     "give one.")
+  if is_set(epochs):
     if isinstance(epochs, (tuple, list)):
       return [int(round(e * steps_per_epoch)) for e in epochs]
     return int(round(epochs * steps_per_epoch))
-  return config.get(f"{stem}_steps", None)
+  return steps
 
 
 def learning_rate_schedule(config: Any, *, steps_per_epoch: int, total_steps: int) -> optax.Schedule:

@@ -137,10 +137,6 @@ def pmap_eval_step(eval_step: Callable, axis_name: str = AXIS_NAME) -> Callable:
   return jax.pmap(eval_step, axis_name=axis_name)
 
 
-def local_device_count() -> int:
-  return jax.local_device_count()
-
-
 def replicate(tree: Any, axis_name: str = AXIS_NAME, devices: Sequence[jax.Device] | None = None) -> Any:
   """Copies a host pytree onto every local device (leading device axis).
 

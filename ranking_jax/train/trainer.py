@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import flax.linen as nn
@@ -24,15 +27,65 @@ MASK_KEY = "mask"
 
 
 @dataclasses.dataclass
+class Evaluator:
+  """A named evaluation split: its batches and its host-side metrics.
+
+  Attributes:
+    make_iterator: ``() -> iterable`` of per-process batches laid out as training batches (model input
+      under ``"inputs"``). Batches may have any size (the trainer pads every batch to the size of the
+      first one and adds the boolean ``"mask"``; an existing ``"mask"`` entry is combined with it);
+      every process must yield the same number of batches.
+    metrics_fn: ``(predictions, targets) -> {name: float}``, numpy on host, over the whole split (all
+      processes gathered, padding removed): ``predictions`` is the model output concatenated over the
+      batches, ``targets`` the non-input batch entries likewise.
+    periodic: evaluate every ``config.eval_every_*`` during training as well as at the end (a validation
+      split); False evaluates at the end only (a test split).
+  """
+
+  make_iterator: Callable[[], Iterable[Batch]]
+  metrics_fn: Callable[[Any, Batch], Mapping[str, float]]
+  periodic: bool = True
+
+
+@dataclasses.dataclass
+class Predictions:
+  """The final model outputs on one evaluation split (padding removed), kept for the report."""
+
+  outputs: Any
+  targets: dict[str, np.ndarray]
+  metrics: dict[str, float]
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What :func:`train_and_evaluate` returns.
+
+  Attributes:
+    state: the final host :class:`~ranking_jax.train.TrainState`.
+    results: the dict written to ``results.json`` (see :func:`train_and_evaluate`).
+    predictions: ``{split: Predictions}`` of the final evaluation; empty when a finished run was
+      relaunched (nothing was recomputed).
+  """
+
+  state: state_lib.TrainState
+  results: dict[str, Any]
+  predictions: dict[str, Predictions]
+
+  def __getitem__(self, key: str) -> Any:  # ``result["eval"]`` reads the results dict
+    return self.results[key]
+
+
+@dataclasses.dataclass
 class Task:
-  """What an experiment plugs into the trainer.
+  """What an experiment plugs into the trainer: one paper's set of choices.
 
   Attributes:
     model: a Linen module applied as ``model.apply(variables, batch["inputs"], train=bool,
-      mutable=[...])``; ``inputs`` may be an array or a dict of arrays (e.g. the three branches of a
-      siamese triplet), the output an array or a dict of arrays (several heads). Non-param collections
-      (``batch_stats``) are updated when ``train=True``. Pass ``axis_name=ranking_jax.train.AXIS_NAME`` to
-      ``nn.BatchNorm`` for statistics over the global batch (they are averaged after each step anyway).
+      mutable=[...], rngs={"dropout": ...})``; ``inputs`` may be an array or a dict of arrays (e.g. the
+      three branches of a siamese triplet), the output an array or a dict of arrays (several heads).
+      Non-param collections (``batch_stats``) are updated when ``train=True``. Pass
+      ``axis_name=ranking_jax.train.AXIS_NAME`` to ``nn.BatchNorm`` for statistics over the global batch
+      (they are averaged after each step anyway). A ``"dropout"`` RNG is always provided.
     loss_terms: ``{name: fn(outputs, batch) -> scalar}``, pure JAX. ``batch`` holds every batch entry
       except ``"inputs"``; with ``config.loss_scope="global"`` ``outputs`` and ``batch`` cover the global
       batch, with ``"device"`` the device's slice.
@@ -40,12 +93,8 @@ class Task:
       arrays with a leading per-process batch axis of ``config.batch_size // process_count`` examples;
       the model input under ``"inputs"``. It must be a deterministic function of its arguments: the
       batch of step ``t`` is the same whether the iterator started at 0 or at ``t`` (resume relies on it).
-    make_eval_iterator: ``() -> iterable`` of per-process eval batches (same layout; a shorter last batch
-      is padded by the trainer and a boolean ``"mask"`` entry marks the real examples; every process must
-      yield the same number of batches). None: no evaluation.
-    metrics_fn: ``(predictions, targets) -> {name: float}`` computed on host with numpy on the whole eval
-      set (all processes gathered, padding removed): ``predictions`` is the model output concatenated
-      over batches, ``targets`` the non-input batch entries concatenated likewise.
+    evaluators: ``{split: Evaluator}``, e.g. ``{"validation": Evaluator(...), "test":
+      Evaluator(..., periodic=False)}``; evaluated in this order.
     schedule: a :data:`ranking_jax.types.Schedule` or :class:`~ranking_jax.train.schedules.LossWeighting`;
       None builds it from ``config.multitask``.
     num_train_examples: dataset size, to convert ``*_epochs`` config fields into steps.
@@ -54,17 +103,26 @@ class Task:
     initialize_variables: optional ``variables -> variables`` applied once to the freshly initialised
       model variables (e.g. ``models.load_backbone_weights`` for converted ImageNet weights); a resumed
       run restores its checkpoint instead.
+    report: optional ``(result: TrainResult, workdir) -> dict`` called on process 0 after the final
+      evaluation, from the predictions already computed (tables beside the paper's figures, plots; see
+      :mod:`ranking_jax.reporting`); its dict is stored under ``results["report"]``.
+    example_name: what one example is called in the progress line (``"ex"``, ``"pairs"``...).
   """
 
   model: nn.Module
   loss_terms: Mapping[str, Callable[[Any, Batch], Any]]
   make_train_iterator: Callable[[int, int, int], Iterator[Batch]]
-  make_eval_iterator: Optional[Callable[[], Iterable[Batch]]] = None
-  metrics_fn: Optional[Callable[[Any, Batch], Mapping[str, float]]] = None
+  evaluators: Mapping[str, Evaluator] = dataclasses.field(default_factory=dict)
   schedule: Optional[types.Schedule | schedules_lib.LossWeighting] = None
   num_train_examples: Optional[int] = None
   steps_per_epoch: Optional[int] = None
   initialize_variables: Optional[Callable[[Any], Any]] = None
+  report: Optional[Callable[[TrainResult, str], Mapping[str, Any]]] = None
+  example_name: str = "ex"
+
+
+class WorkdirMismatchError(ValueError):
+  """The work directory holds a run whose parameters have other shapes (another configuration)."""
 
 
 def _pad_batch(batch: Batch, size: int) -> dict[str, np.ndarray]:
@@ -90,15 +148,19 @@ def _pad_batch(batch: Batch, size: int) -> dict[str, np.ndarray]:
 
 
 def evaluate(p_eval_step: Callable, replicated_state: Any, batches: Iterable[Batch],
-             metrics_fn: Callable[[Any, Batch], Mapping[str, float]]) -> dict[str, float]:
-  """Runs the model over ``batches``, gathers predictions on host (all processes) and calls ``metrics_fn``."""
+             metrics_fn: Callable[[Any, Batch], Mapping[str, float]]) -> Predictions:
+  """Runs the model over ``batches``, gathers the outputs on host (all processes), calls ``metrics_fn``.
+
+  Raises:
+    ValueError: the iterator yields no batch, or batches whose entries differ in leading size.
+  """
   n_local = jax.local_device_count()
   size = None
   predictions, targets = [], []
   for batch in batches:
     if size is None:
       first = np.shape(jax.tree_util.tree_leaves(batch)[0])[0]
-      size = -(-first // n_local) * n_local
+      size = max(1, -(-first // n_local)) * n_local
     batch = _pad_batch(batch, size)
     outputs = parallel.unshard(p_eval_step(replicated_state, parallel.shard(batch)))
     outputs = parallel.process_allgather(outputs)
@@ -111,7 +173,8 @@ def evaluate(p_eval_step: Callable, replicated_state: Any, batches: Iterable[Bat
   concat = lambda *xs: np.concatenate(xs)
   predictions = jax.tree_util.tree_map(concat, *predictions)
   targets = jax.tree_util.tree_map(concat, *targets)
-  return {k: float(v) for k, v in metrics_fn(predictions, targets).items()}
+  metrics = {k: float(v) for k, v in metrics_fn(predictions, targets).items()}
+  return Predictions(outputs=predictions, targets=targets, metrics=metrics)
 
 
 def _mean_metrics(history: list[Mapping[str, Any]]) -> dict[str, float]:
@@ -177,13 +240,69 @@ def load_state(config: Any, workdir: str, task: Task | Callable[[Any], Task],
   return state
 
 
-def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], Task]) -> dict[str, Any]:
+def shape_signature(state: state_lib.TrainState) -> str:
+  """sha256 of the paths, shapes and dtypes of the model's variables (not their values).
+
+  Two configurations that build parameters of the same shapes share it; a work directory records it so
+  that a relaunch with another configuration is refused with a clear message instead of failing deep
+  inside the checkpoint restore.
+  """
+  digest = hashlib.sha256()
+  tree = {"params": state.params, "model_state": state.model_state}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    digest.update(f"{jax.tree_util.keystr(path)}:{np.dtype(leaf.dtype).str}{tuple(np.shape(leaf))};".encode())
+  return digest.hexdigest()
+
+
+def _read_json(path: str) -> Optional[dict[str, Any]]:
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _check_workdir(workdir: str, signature: str, config: Any, is_chief: bool) -> None:
+  """Records the run's shape signature in ``workdir/run.json``, or refuses a mismatching directory."""
+  path = os.path.join(workdir, "run.json")
+  recorded = _read_json(path)
+  if recorded is not None and recorded.get("shape_signature") != signature:
+    raise WorkdirMismatchError(
+        f"{workdir} holds a run of another configuration (variant {recorded.get('variant')!r}, parameter "
+        f"shapes differ from this one's, variant {_config_get(config, 'variant')!r}). Use a new --workdir "
+        "(or delete that directory to start over).")
+  if recorded is None and is_chief:
+    os.makedirs(workdir, exist_ok=True)
+    writers.write_json(path, {"shape_signature": signature, "variant": _config_get(config, "variant"),
+                              "config": _config_dict(config)})
+
+
+def _config_get(config: Any, name: str) -> Any:
+  return config.get(name, None) if hasattr(config, "get") else getattr(config, name, None)
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+  return config.to_dict() if hasattr(config, "to_dict") else dict(config)
+
+
+def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], Task]) -> TrainResult:
   """Trains ``task`` as described by ``config``; resumes from ``workdir/checkpoints`` when present.
 
-  Writes (process 0 only) ``workdir/metrics.jsonl``, ``workdir/tensorboard/`` and, at the end,
-  ``workdir/results.json`` = ``{"step", "num_params", "fingerprint", "train_metrics", "eval_metrics",
-  "config"}`` where ``fingerprint`` is the sha256 of the final parameters' bytes
-  (:func:`ranking_jax.train.state.fingerprint`). Returns the same dict.
+  Every evaluator of the task runs at the end (and the periodic ones every ``config.eval_every_*``).
+  Writes (process 0 only) ``workdir/run.json`` (the run's shape signature and config),
+  ``workdir/metrics.jsonl``, ``workdir/tensorboard/`` and, at the end, ``workdir/results.json`` =
+  ``{"step", "total_steps", "complete", "stopped_early", "num_params", "fingerprint", "train_metrics",
+  "eval": {split: metrics}, "train_step_compilations", "config", "report"}``, where ``fingerprint`` is
+  the sha256 of the final parameters' bytes (:func:`ranking_jax.train.state.fingerprint`), ``complete``
+  says whether all ``total_steps`` were trained and ``stopped_early`` why not (``config.max_train_seconds``
+  reached), and ``report`` is what ``task.report`` returned.
+
+  A relaunch of a complete run changes nothing: it returns the recorded results (and the restored
+  state) without training, evaluating or writing again.
+
+  Raises:
+    WorkdirMismatchError: ``workdir`` holds a run of a configuration with other parameter shapes.
+    FloatingPointError: the training loss became non-finite.
+    ValueError: inconsistent config fields (batch size, durations) or task.
   """
   if callable(task) and not isinstance(task, Task):
     task = task(config)
@@ -192,14 +311,26 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   setup = _set_up(config, task)
   plan, weighting, tx, learning_rate_fn, state = (setup.plan, setup.weighting, setup.tx,
                                                   setup.learning_rate_fn, setup.state)
+  _check_workdir(workdir, shape_signature(state), config, is_chief)
 
-  writer = writers.MetricWriter(workdir, enabled=is_chief)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                              max_to_keep=int(config.keep_checkpoints),
                                              async_save=bool(config.get("async_checkpointing", True)))
   state, restored_step = checkpointer.restore(state)
   start_step = int(np.asarray(state.step))
-  writer.discard_after(start_step)  # the steps after the checkpoint are recomputed below
+  results_path = os.path.join(workdir, "results.json")
+  recorded = _read_json(results_path)
+  if (recorded is not None and recorded.get("complete") and start_step >= plan.total_steps
+      and recorded.get("fingerprint") == state_lib.fingerprint(state.params)):
+    checkpointer.close()
+    if is_chief:
+      print(f"{workdir} holds a complete run of {plan.total_steps} steps; its results are unchanged: "
+            f"{results_path}", flush=True)
+    return TrainResult(state=state, results=recorded, predictions={})
+
+  writer = writers.MetricWriter(workdir, enabled=is_chief)
+  # The steps after the checkpoint are recomputed below (and the final evaluation of a finished run).
+  writer.discard_after(start_step, evaluations_at_step=start_step < plan.total_steps)
   num_params = state_lib.count_params(state.params["model"])
   writer.log(f"{num_params:,} model parameters; {jax.device_count()} devices on {process_count} "
              f"process(es); {plan}")
@@ -215,40 +346,62 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   if block is None:
     block = jax.default_backend() == "cpu"
 
-  def run_eval(replicated, step):
-    if task.make_eval_iterator is None or task.metrics_fn is None:
-      return {}
-    metrics = evaluate(p_eval_step, replicated, task.make_eval_iterator(), task.metrics_fn)
-    writer.write_scalars(step, metrics, split="eval")
-    writer.log(f"eval @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    return metrics
+  def run_evaluators(replicated, step, final):
+    out = {}
+    for split, evaluator in task.evaluators.items():
+      if not (final or evaluator.periodic):
+        continue
+      writer.log(f"evaluating {split} @ step {step} ...")
+      out[split] = evaluate(p_eval_step, replicated, evaluator.make_iterator(), evaluator.metrics_fn)
+      writer.write_scalars(step, out[split].metrics, split=split)
+      writer.log(f"{split} @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in out[split].metrics.items()))
+    return out
 
   replicated = parallel.replicate(state)
   del state
   throughput = writers.Throughput(int(config.batch_size), plan.total_steps, start_step)
+  max_seconds = config.get("max_train_seconds", None)
+  deadline = time.monotonic() + float(max_seconds) if max_seconds else None
+  stopped_early = None
   history: list[Any] = []
+  rates: list[float] = []
   train_metrics: dict[str, float] = {}
-  eval_metrics: dict[str, float] = {}
   iterator = iter(task.make_train_iterator(start_step, process_index, process_count))
   step = start_step
+  if step < plan.total_steps:
+    writer.log("compiling the train step (the first step takes longer) ...")
   while step < plan.total_steps:
     batch = next(iterator)
+    compile_start = time.perf_counter() if step == start_step else None
     replicated, metrics = p_train_step(replicated, parallel.shard(batch))
-    if block:
+    if block or compile_start is not None:
       jax.block_until_ready(metrics["loss"])
+    if compile_start is not None:
+      writer.log(f"first step (compilation included) took {time.perf_counter() - compile_start:.1f} s")
+      throughput = writers.Throughput(int(config.batch_size), plan.total_steps, step + 1)
     history.append(metrics)
     step += 1
-    if step == plan.total_steps or (plan.log_every and step % plan.log_every == 0):
+    out_of_time = deadline is not None and time.monotonic() > deadline
+    if (step == plan.total_steps or out_of_time or (plan.log_every and step % plan.log_every == 0)):
       train_metrics = _mean_metrics(history)
       history = []
       if not np.isfinite(train_metrics["loss"]):
         raise FloatingPointError(f"Non-finite training loss at step {step}: {train_metrics}.")
       examples_per_second, eta = throughput.report(step)
+      if examples_per_second > 0:
+        rates.append(examples_per_second)
       writer.write_scalars(step, {**train_metrics, "examples_per_second": examples_per_second})
       shown = {k: v for k, v in train_metrics.items() if k == "loss" or k.startswith("loss/")}
-      writer.log(writers.format_progress(step, plan.total_steps, examples_per_second, eta, shown))
+      writer.log(writers.format_progress(step, plan.total_steps, examples_per_second, eta, shown,
+                                         unit=task.example_name))
+    if out_of_time and step < plan.total_steps:
+      stopped_early = (f"config.max_train_seconds={max_seconds} reached at step {step} of "
+                       f"{plan.total_steps}")
+      writer.log(f"STOPPED EARLY: {stopped_early}; the results below are those of an incomplete run "
+                 "(relaunch the same command to continue).")
+      break
     if plan.eval_every and step % plan.eval_every == 0 and step < plan.total_steps:
-      eval_metrics = run_eval(replicated, step)
+      run_evaluators(replicated, step, final=False)
     if plan.checkpoint_every and step % plan.checkpoint_every == 0 and step < plan.total_steps:
       checkpointer.save(parallel.unreplicate(replicated))
   if counter.count > 1:
@@ -257,15 +410,22 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   final_state = parallel.unreplicate(replicated)
   checkpointer.save(final_state, force=True)
   checkpointer.wait_until_finished()
-  if step > start_step or not eval_metrics:
-    eval_metrics = run_eval(replicated, step)
-  results = {"step": int(np.asarray(final_state.step)), "num_params": num_params,
-             "fingerprint": state_lib.fingerprint(final_state.params),
-             "train_metrics": train_metrics, "eval_metrics": eval_metrics,
-             "train_step_compilations": counter.count,
-             "config": config.to_dict() if hasattr(config, "to_dict") else dict(config)}
+  predictions = run_evaluators(replicated, step, final=True)
+  if not train_metrics and recorded is not None:
+    train_metrics = recorded.get("train_metrics", {})  # a relaunch that trained no step
+  results = {"step": int(np.asarray(final_state.step)), "total_steps": plan.total_steps,
+             "complete": stopped_early is None, "stopped_early": stopped_early,
+             "num_params": num_params, "fingerprint": state_lib.fingerprint(final_state.params),
+             "train_metrics": train_metrics,
+             # Median over the log windows of this launch (compilation excluded); None if no window.
+             "examples_per_second": float(np.median(rates)) if rates else None,
+             "eval": {split: p.metrics for split, p in predictions.items()},
+             "train_step_compilations": counter.count, "config": _config_dict(config)}
+  result = TrainResult(state=final_state, results=results, predictions=predictions)
+  if task.report is not None and is_chief:
+    results["report"] = dict(task.report(result, workdir) or {})
   if is_chief:
-    writers.write_json(os.path.join(workdir, "results.json"), results)
+    writers.write_json(results_path, results)
   writer.close()
   checkpointer.close()
-  return results
+  return result

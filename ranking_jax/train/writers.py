@@ -26,8 +26,8 @@ def _to_float(value: Any) -> float:
 
 
 def format_progress(step: int, total_steps: int, examples_per_second: float, eta_seconds: float,
-                    metrics: Mapping[str, float]) -> str:
-  """The console progress line.
+                    metrics: Mapping[str, float], *, unit: str = "ex") -> str:
+  """The console progress line; ``unit`` names one example (``"ex"``, ``"pairs"``...).
 
   >>> format_progress(10, 100, 1234.5, 75.0, {"loss": 0.5, "loss/rank": 0.25})
   'step 10/100 (10.0%) | 1234.5 ex/s | ETA 0:01:15 | loss 0.5000 | loss/rank 0.2500'
@@ -38,7 +38,7 @@ def format_progress(step: int, total_steps: int, examples_per_second: float, eta
   else:
     eta = "?"
   parts = [f"step {step}/{total_steps} ({100.0 * step / max(total_steps, 1):.1f}%)",
-           f"{examples_per_second:.1f} ex/s", f"ETA {eta}"]
+           f"{examples_per_second:.1f} {unit}/s", f"ETA {eta}"]
   parts += [f"{k} {v:.4f}" for k, v in metrics.items()]
   return " | ".join(parts)
 
@@ -77,8 +77,11 @@ class MetricWriter:
         self._tb.add_scalar(f"{split}/{k}", v, int(step))
       self._tb.flush()
 
-  def discard_after(self, step: int) -> int:
+  def discard_after(self, step: int, *, evaluations_at_step: bool = True) -> int:
     """Drops the ``metrics.jsonl`` records of steps after ``step`` (and unreadable lines); returns the count.
+
+    With ``evaluations_at_step=False`` the evaluation records *at* ``step`` are dropped too (a relaunch
+    whose final evaluation at ``step`` is about to be recomputed must not append it twice).
 
     Called on resume: the steps after the restored checkpoint are about to be recomputed. The file is
     rewritten atomically (write + rename). TensorBoard's event files are append-only, so when records were
@@ -94,7 +97,8 @@ class MetricWriter:
       for line in f:
         try:
           record = json.loads(line)
-          keep = int(record["step"]) <= step
+          keep = int(record["step"]) < step or (int(record["step"]) == step and (
+              evaluations_at_step or record.get("split") == "train"))
         except (ValueError, KeyError, TypeError):  # a partial last line from a killed run
           keep = False
         if keep:
@@ -161,10 +165,3 @@ def write_json(path: str, payload: Mapping[str, Any]) -> None:
   with open(tmp, "w", encoding="utf-8") as f:
     json.dump(jsonable(payload), f, indent=2, sort_keys=True)
   os.replace(tmp, path)
-
-
-def read_optional(path: str) -> Optional[dict]:
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)

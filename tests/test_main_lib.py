@@ -1,0 +1,50 @@
+"""The command-line rules every experiment main follows (experiments/main_lib.py), without subprocesses."""
+
+import pathlib
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from experiments import main_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+CONFIG = f"--config={REPO}/configs/image_difficulty.py:mse"
+
+
+def test_misspelt_key_names_the_closest_valid_keys():
+  with pytest.raises(main_lib.UsageError, match="unknown config key 'optimizer.lerning_rate'.*learning_rate"):
+    main_lib.check_command_line(["prog", CONFIG, "--config.optimizer.lerning_rate=0.1"])
+  with pytest.raises(main_lib.UsageError, match="optimizer.learning_rate"):  # listed among the valid keys
+    main_lib.check_command_line(["prog", CONFIG, "--config.optimizer.lrr=0.1"])
+
+
+def test_a_duration_on_the_command_line_replaces_its_twin():
+  argv, set_none = main_lib.check_command_line(["prog", CONFIG, "--config.total_steps=20"])
+  assert "--config.total_steps=20" in argv and set_none == {"total_epochs": None}
+  argv, set_none = main_lib.check_command_line(["prog", CONFIG, "--config.eval_every_epochs=2"])
+  assert set_none == {"eval_every_steps": None}
+
+
+def test_none_unsets_a_field_and_both_units_are_refused():
+  argv, set_none = main_lib.check_command_line(["prog", CONFIG, "--config.total_epochs=None",
+                                                "--config.total_steps=5"])
+  assert "--config.total_epochs=None" not in argv and set_none == {"total_epochs": None}
+  with pytest.raises(main_lib.UsageError, match="both given"):
+    main_lib.check_command_line(["prog", CONFIG, "--config.total_epochs=1", "--config.total_steps=5"])
+
+
+def test_bad_config_argument_is_a_usage_error():
+  with pytest.raises(main_lib.UsageError, match="unknown variant or modifier 'msee'.*variants"):
+    main_lib.check_command_line(["prog", f"--config={REPO}/configs/image_difficulty.py:msee"])
+  with pytest.raises(main_lib.UsageError, match="not found"):
+    main_lib.check_command_line(["prog", "--config=configs/nope.py"])
+
+
+def test_parse_flags_prints_one_line_and_exits_2(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    main_lib.parse_flags(["prog", CONFIG, "--workdir=/tmp/rj-x", "--config.optimizer.lrr=0.1"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert "error: unknown config key" in err and "Traceback" not in err
