@@ -7,6 +7,7 @@ Usage::
   python -m experiments.benchmark kendall_tau --n=1000000
   python -m experiments.benchmark sorters [...]   # SoDeep sorter figures (experiments/benchmark_sorters.py)
   python -m experiments.benchmark all
+  python -m experiments.benchmark class_rectification [--repeats=3]   # CRL train step and loss times
 
 Times are medians over repeats after compilation; peak memory is XLA's buffer assignment for the compiled
 forward+backward program. Figures depend on the machine: the README's were measured on a 2-core CPU.
@@ -60,26 +61,45 @@ def _kendall(args) -> None:
     print(f"  ratio: {out['ranking_jax_s'] / out['scipy_s']:.2f}x (target <= 2x)")
 
 
+def _class_rectification(args) -> None:
+  print("# Class Rectification: train step of the default model (ce and the six CRL variants), CRL loss time",
+        flush=True)
+  out = benchmarking.time_class_rectification(repeats=args.repeats)
+  print("\n| variant | batch | train step (ms) | / ce |\n|---|---|---|---|")
+  for r in out["train_step"]:
+    print(f"| {r['variant']} | {r['batch']} | {r['ms']:.1f} | {r['ratio_to_ce']:.2f} |")
+  print("\n| CRL term (instance, relative), fwd+bwd | batch | ms | ms per 128 examples |\n|---|---|---|---|")
+  for r in out["crl_loss"]:
+    print(f"| {r['variant']} | {r['batch']} | {r['ms']:.1f} | {r['ms_per_128']:.2f} |")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(out, f, indent=1)
+
+
 def main(argv=None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   if argv and argv[0] == "sorters":
+    from absl import app  # pylint: disable=g-import-not-at-top
     from experiments import benchmark_sorters  # pylint: disable=g-import-not-at-top
-    benchmark_sorters.main([sys.argv[0]] + argv[1:])
+    app.run(benchmark_sorters.main, argv=[sys.argv[0]] + list(argv[1:]))
     return
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("what", nargs="?", default="losses", choices=["losses", "kendall_tau", "all"])
+  parser.add_argument("what", nargs="?", default="losses", choices=["losses", "kendall_tau", "class_rectification", "all"])
   parser.add_argument("--sizes", default="100,1000,10000")
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--only", default="", help="comma-separated substrings of case names")
   parser.add_argument("--memory_limit_gb", type=float, default=8.0)
   parser.add_argument("--n", type=int, default=1_000_000, help="length for kendall_tau")
   parser.add_argument("--json", default="", help="also write the loss results to this JSON file")
+  parser.add_argument("--repeats", type=int, default=3, help="timed repeats for class_rectification")
   args = parser.parse_args(argv)
   if args.what in ("losses", "all"):
     _losses(args)
   if args.what in ("kendall_tau", "all"):
     _kendall(args)
+  if args.what == "class_rectification":
+    _class_rectification(args)
 
 
 if __name__ == "__main__":

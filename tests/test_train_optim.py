@@ -136,8 +136,9 @@ def _plan_config(**overrides):
 
 
 def test_epochs_are_converted_once_with_the_dataset_size():
-  plan = config_lib.plan_steps(_plan_config(total_epochs=280.0, eval_every_epochs=10.0,
-                                            checkpoint_every_epochs=0.5), num_train_examples=5770)
+  plan = config_lib.plan_steps(_plan_config(total_epochs=280.0, eval_every_epochs=10.0, eval_every_steps=None,
+                                            checkpoint_every_epochs=0.5, checkpoint_every_steps=None),
+                               num_train_examples=5770)
   assert plan.steps_per_epoch == 5770 // 32
   assert plan.total_steps == 280 * 180
   assert plan.eval_every == 1800 and plan.checkpoint_every == 90 and plan.log_every == 10

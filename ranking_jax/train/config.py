@@ -36,6 +36,15 @@ def steps_per_epoch(num_train_examples: Optional[int], batch_size: int) -> int:
   return max(1, int(num_train_examples) // int(batch_size))
 
 
+def epochs_to_steps(epochs: float, steps_per_epoch: int) -> int:
+  """``round(epochs * steps_per_epoch)``, at least 1 for a positive duration (the one conversion).
+
+  >>> epochs_to_steps(2.5, 10), epochs_to_steps(0.01, 10), epochs_to_steps(0, 10)
+  (25, 1, 0)
+  """
+  return max(1, int(round(epochs * steps_per_epoch))) if epochs else 0
+
+
 def _get(config: Any, name: str) -> Any:
   return config.get(name, None) if hasattr(config, "get") else getattr(config, name, None)
 
@@ -52,7 +61,7 @@ def _steps(config: Any, stem: str, per_epoch: int, known_epochs: bool) -> Option
                        "num_train_examples or steps_per_epoch), which is unknown.")
     if epochs < 0:
       raise ValueError(f"config.{stem}_epochs must be >= 0, got {epochs}.")
-    return max(1, int(round(epochs * per_epoch))) if epochs else 0
+    return epochs_to_steps(epochs, per_epoch)
   steps = _get(config, f"{stem}_steps")
   if steps is not None and steps < 0:
     raise ValueError(f"config.{stem}_steps must be >= 0, got {steps}.")

@@ -22,6 +22,8 @@ from typing import Any, Callable, Optional
 import jax
 import optax
 
+from ranking_jax.train import config as config_lib
+
 Array = jax.Array
 
 
@@ -34,8 +36,8 @@ def _epochs_or_steps(config: Any, stem: str, steps_per_epoch: int) -> Any:
                      "give one.")
   if is_set(epochs):
     if isinstance(epochs, (tuple, list)):
-      return [int(round(e * steps_per_epoch)) for e in epochs]
-    return int(round(epochs * steps_per_epoch))
+      return [config_lib.epochs_to_steps(e, steps_per_epoch) for e in epochs]
+    return config_lib.epochs_to_steps(epochs, steps_per_epoch)
   return steps
 
 

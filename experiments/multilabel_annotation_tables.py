@@ -1,0 +1,130 @@
+r"""Tables 1-2 of the annotation paper over several runs (variants, seeds), and the per-tag recall figure.
+
+  python -m experiments.multilabel_annotation_tables --runs='/tmp/rj-runs/multilabel_annotation/*' \
+      [--out_dir=DIR]
+
+``--runs`` is a glob (or several, comma-separated) of work directories of
+``experiments/multilabel_annotation.py``; :func:`ranking_jax.reporting.collect_runs` reads their
+``results.json``. One row per variant (mean ± std over its seeds when there are several, and the seed
+count), the reference rows (upper bound, visual features + kNN) from the first run, the paper's row
+beside each, for k = 3 (Table 1) and k = 5 (Table 2). Writes ``tables.md`` and
+``recall_vs_frequency.png`` (per-tag recall at k = 3 against the tag's training frequency for softmax,
+pairwise ranking and WARP, seeds averaged) into ``--out_dir`` (default: the common parent of the runs) and
+prints the tables.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from ranking_jax import reporting
+from ranking_jax.tasks import multilabel_annotation as task_lib
+
+_RUNS = flags.DEFINE_string("runs", None, "glob(s) of run work directories, comma-separated", required=True)
+_OUT_DIR = flags.DEFINE_string("out_dir", "", "where to write tables.md and the PNG ('' = the runs' parent)")
+
+ORDER = ("softmax", "pairwise", "warp", "warp_exact")
+FIGURE_LOSSES = ("softmax", "pairwise", "warp")
+
+
+def _collect(patterns: str) -> list[dict[str, Any]]:
+  runs, missing = [], []
+  for pattern in [p for p in patterns.split(",") if p.strip()]:
+    try:
+      runs.extend(reporting.collect_runs(pattern.strip()))
+    except FileNotFoundError:
+      missing.append(pattern)
+  if not runs:
+    raise FileNotFoundError(f"no results.json under any directory matching {patterns!r}.")
+  return [r for r in runs if isinstance(r.get("report"), dict) and "k3" in r["report"]]
+
+
+def _cell(values: Sequence[float], scale: float) -> Any:
+  if len(values) == 1:
+    return scale * values[0]
+  return reporting.mean_pm_std([scale * v for v in values], ".2f").replace(" seeds)", ")")
+
+
+def tables_text(runs: Sequence[dict[str, Any]]) -> str:
+  """The markdown of Tables 1-2 over ``runs`` (dicts of ``results.json`` with ``report``)."""
+  by_variant: dict[str, list[dict[str, Any]]] = {}
+  for run in runs:
+    by_variant.setdefault(run["report"]["loss"], []).append(run["report"])
+  variants = [v for v in ORDER if v in by_variant] + sorted(set(by_variant) - set(ORDER))
+  first = runs[0]["report"]
+  reference = first.get("reference", {})
+  sections = []
+  for k, title in ((3, "Table 1"), (5, "Table 2")):
+    measured, paper_keys = [], []
+    for name in ("upper_bound", "knn"):
+      if name in reference and f"k{k}" in reference[name]:
+        measured.append((task_lib.ROW_NAMES[name] + " (ours)", reference[name][f"k{k}"]))
+        paper_keys.append(name)
+    for variant in variants:
+      reports = by_variant[variant]
+      seeds = sorted(r["seed"] for r in reports)
+      values = {}
+      for metric in task_lib.METRICS:
+        scale = 1.0 if metric == "n_plus_percent" else 100.0
+        values[metric] = _cell([r[f"k{k}"][metric] for r in reports], scale)
+      steps = sorted({r["steps"] for r in reports})
+      label = (f"{task_lib.ROW_NAMES.get(variant, variant)} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''}: "
+               f"{', '.join(map(str, seeds))}; {'/'.join(map(str, steps))} steps)")
+      # table_rows scales fractions to per cent: hand it pre-formatted cells unchanged
+      measured.append((label, {m: (v if isinstance(v, str) else
+                                   (v if m == "n_plus_percent" else v / 100.0)) for m, v in values.items()}))
+      paper_keys.append(variant)
+    rows = task_lib.table_rows(measured, k, paper_keys)
+    sections.append(f"## {title}: k = {k} ({first['data']}, {len(first['tags'])} tags)\n\n"
+                    f"{task_lib.annotation_table(rows)}\n")
+  header = ("# Multilabel annotation: Tables 1-2\n\nValues in per cent (mean ± std over seeds where there "
+            "are several); N+ = tags recalled at least once, as % of the tags. Paper rows (NUS-WIDE) in "
+            "italics; the paper has no exact-rank WARP, its sampled WARP row is beside ours.\n")
+  return "\n".join([header] + sections)
+
+
+def plot(runs: Sequence[dict[str, Any]], path: str, k: int = 3) -> None:
+  """Per-tag recall at ``k`` vs training tag frequency for the three losses (seeds averaged)."""
+  curves = {}
+  frequency = None
+  for loss in FIGURE_LOSSES:
+    reports = [r["report"] for r in runs if r["report"]["loss"] == loss]
+    if reports:
+      curves[task_lib.ROW_NAMES[loss]] = np.mean([r["recall_by_tag"][f"k{k}"] for r in reports], axis=0)
+      frequency = np.asarray(reports[0]["tag_frequency"])
+  if frequency is None:
+    return
+  task_lib.plot_recall_vs_frequency(curves, frequency, path, k=k)
+
+
+def write_tables(patterns: str, out_dir: str = "") -> str:
+  """Reads the runs, writes ``tables.md`` and ``recall_vs_frequency.png`` into ``out_dir``; returns the text.
+
+  Raises:
+    FileNotFoundError: no run matches.
+  """
+  runs = _collect(patterns)
+  if not runs:
+    raise FileNotFoundError(f"no annotation run (results.json with a report) matches {patterns!r}.")
+  if not out_dir:
+    out_dir = os.path.commonpath([os.path.dirname(os.path.abspath(r["workdir"])) for r in runs])
+  text = tables_text(runs)
+  plot(runs, os.path.join(out_dir, "recall_vs_frequency.png"))
+  text += "\n![per-tag recall vs tag frequency](recall_vs_frequency.png)\n"
+  reporting.write_markdown(out_dir, text, name="tables.md")
+  return text
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  print(write_tables(_RUNS.value, _OUT_DIR.value))
+
+
+if __name__ == "__main__":
+  app.run(main)

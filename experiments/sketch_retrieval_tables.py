@@ -1,0 +1,99 @@
+r"""Tables 1-4 of the FG-SBIR multi-task ranking paper from finished runs of ``experiments.sketch_retrieval``.
+
+  python -m experiments.sketch_retrieval_tables --runs='/tmp/rj-runs/sketch_retrieval/*' [--output=tables.md]
+
+Reads ``results.json`` of every run directory matching ``--runs`` (several globs: comma-separated) with
+:func:`ranking_jax.reporting.collect_runs`, groups the runs by (variant, data) and writes, per table of the
+paper, one row per group: acc@1, acc@10 and triplet accuracy in % (``mean ± std (n seeds)`` when several
+seeds ran) beside the paper's figures (QMUL-Shoe, or QMUL-Chair for ``qmul_chairs`` runs). Variants not
+run are listed as ``not run``.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Mapping, Sequence
+
+from absl import app
+from absl import flags
+
+from ranking_jax import reporting
+from ranking_jax.tasks import sketch_retrieval
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("runs", None, "Glob(s) of run directories, comma-separated.")
+flags.DEFINE_string("output", "", "Markdown file to write (default: print).")
+
+TABLES = (
+    ("Table 1: comparison with the triplet baseline", ("triplet", "mtl")),
+    ("Table 2: contribution of the attribute side tasks", ("no_ap_ar", "no_ar", "no_ap", "mtl")),
+    ("Table 3: triplet generation and sampling", ("auto_exhaustive", "auto_hard", "human_optimised_exhaustive",
+                                                  "human_optimised_hard", "human_original")),
+    ("Table 4: triplet difficulty", ("easy", "medium", "hard")),
+)
+# Rows that are the same model as ``mtl`` (the paper repeats its MTL row in Tables 3 and 4).
+ALIASES = {"auto_hard": "mtl", "hard": "mtl"}
+_METRICS = ("acc_at_1", "acc_at_10", "triplet_accuracy")
+_COLUMNS = (
+    reporting.Column("variant"), reporting.Column("data"), reporting.Column("runs"),
+    reporting.Column("acc_at_1", "acc@1 %"), reporting.Column("acc_at_10", "acc@10 %"),
+    reporting.Column("triplet_accuracy", "triplet acc %"),
+    reporting.Column("paper_acc_at_1", "paper acc@1 %", ".2f"),
+    reporting.Column("paper_acc_at_10", "paper acc@10 %", ".2f"),
+    reporting.Column("paper_triplet_accuracy", "paper triplet %", ".2f"), reporting.Column("notes"))
+
+
+def _cell(values: Sequence[float]) -> str:
+  percent = [100.0 * v for v in values]
+  return reporting.mean_pm_std(percent, ".2f") if len(percent) > 1 else f"{percent[0]:.2f}"
+
+
+def build_tables(runs: Sequence[Mapping[str, Any]]) -> str:
+  """The markdown of Tables 1-4 from run results (each with ``report``: variant, data, metrics)."""
+  groups: dict[tuple[str, str], list[Mapping[str, Any]]] = collections.defaultdict(list)
+  for run in runs:
+    row = run.get("report") or {}
+    if "variant" in row:
+      groups[(row["variant"], row.get("data", "embedded"))].append(row)
+  datasets = sorted({data for _, data in groups}) or ["embedded"]
+  parts = []
+  for title, variants in TABLES:
+    rows = []
+    for data in datasets:
+      category = "chairs" if data.endswith("chairs") else "shoes"
+      for variant in variants:
+        members = groups.get((variant, data)) or groups.get((ALIASES.get(variant, ""), data)) or []
+        row: dict[str, Any] = {"variant": variant, "data": data,
+                               **(sketch_retrieval.paper_figures(variant, category) or {})}
+        if members:
+          row["runs"] = (f"{len(members)} (seeds {sorted(int(m.get('seed', 0)) for m in members)})"
+                         + ("" if variant not in ALIASES or (variant, data) in groups
+                            else f" = {ALIASES[variant]}"))
+          row.update({k: _cell([float(m[k]) for m in members]) for k in _METRICS})
+          notes = sorted({m["notes"] for m in members if m.get("notes")})
+          row["notes"] = "; ".join(notes) or None
+        else:
+          row["runs"] = "not run"
+        rows.append(row)
+    parts.append(f"## {title}\n\n{reporting.markdown_table(rows, _COLUMNS)}\n")
+  return ("Paper figures: QMUL-Shoe (QMUL-Chair for qmul_chairs rows); embedded rows are a different "
+          "benchmark.\n\n" + "\n".join(parts))
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  if not FLAGS.runs:
+    raise app.UsageError("--runs=GLOB[,GLOB...] is required.")
+  runs = []
+  for pattern in FLAGS.runs.split(","):
+    runs += reporting.collect_runs(pattern.strip())
+  text = build_tables(runs)
+  if FLAGS.output:
+    with open(FLAGS.output, "w", encoding="utf-8") as f:
+      f.write(text)
+  else:
+    print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
