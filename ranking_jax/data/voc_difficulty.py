@@ -39,15 +39,15 @@ CSV_HELP = (
     "2016, 'How hard can it be? Estimating the difficulty of visual search in an image') with their "
     "image-difficulty package: one `name,score` line per PASCAL VOC 2012 train+val image (11 540 lines, "
     "`name` without `.jpg`, a header line is optional). Download it, put it anywhere (e.g. "
-    "~/data/vsd/VSD_dataset.csv) and pass that path as `csv_path` (in the experiment config: "
-    "config.data.csv_path).")
+    "~/data/vsd/VSD_dataset.csv) and set --config.data.csv_path=<that path> (the `csv_path` argument "
+    "in Python).")
 VOC_HELP = (
     "TFDS dataset `voc/2012` is not prepared as ArrayRecord in {data_dir}. Prepare it once (downloads the "
     "~2 GB VOC2012 train+val archive from the PASCAL VOC site; TensorFlow is needed for this step only):\n"
-    "    pip install 'ranking_jax[data]'   # adds tensorflow-cpu\n"
+    "    pip install -e '.[data]'   # adds tensorflow-cpu\n"
     "    tfds build voc/2012 --file_format=array_record --data_dir={data_dir}\n"
-    "then pass data_dir={data_dir} (or set TFDS_DATA_DIR). `tfds.data_source` cannot read the default "
-    "TFRecord format, so `--file_format=array_record` is required.")
+    "then set --config.data.tfds_data_dir={data_dir} (or TFDS_DATA_DIR). `tfds.data_source` cannot read "
+    "the default TFRecord format, so `--file_format=array_record` is required.")
 
 
 def read_difficulty_csv(path: Union[str, os.PathLike]) -> dict[str, float]:
