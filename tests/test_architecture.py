@@ -1,0 +1,30 @@
+"""The one-way data flow: the library never imports configs/ or experiments/; one trainer loop."""
+
+import ast
+import pathlib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _imports(path):
+  tree = ast.parse(path.read_text())
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      yield from (alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      yield node.module
+
+
+def test_library_never_imports_configs_or_experiments():
+  offenders = {str(p.relative_to(REPO)): name for p in (REPO / "ranking_jax").rglob("*.py")
+               for name in _imports(p) if name.split(".")[0] in ("configs", "experiments")}
+  assert not offenders, offenders
+
+
+def test_one_training_loop_and_one_orbax_manager():
+  # Only the trainer steps an optimizer in a loop and only train/checkpoint.py talks to Orbax.
+  loops = [p for p in (REPO / "ranking_jax").rglob("*.py") if "p_train_step(" in p.read_text()]
+  assert [p.name for p in loops] == ["trainer.py"]
+  orbax = sorted(p.name for p in (REPO / "ranking_jax").rglob("*.py")
+                 if any(name.startswith("orbax") for name in _imports(p)))
+  assert orbax == ["checkpoint.py"], orbax
