@@ -5,6 +5,7 @@ Usage::
   python -m experiments.benchmark                 # losses + rank functions, batch 32, n = 100, 1k, 10k
   python -m experiments.benchmark losses --sizes=100,1000 --batch=32
   python -m experiments.benchmark kendall_tau --n=1000000
+  python -m experiments.benchmark annotation      # sampled vs exact WARP vs pairwise: 32 x 81, 1024 x 1000
   python -m experiments.benchmark sorters [...]   # SoDeep sorter figures (experiments/benchmark_sorters.py)
   python -m experiments.benchmark all
   python -m experiments.benchmark class_rectification [--repeats=3]   # CRL train step and loss times
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
 
 from ranking_jax import benchmarking
@@ -64,7 +66,13 @@ def _kendall(args) -> None:
 def _class_rectification(args) -> None:
   print("# Class Rectification: train step of the default model (ce and the six CRL variants), CRL loss time",
         flush=True)
-  out = benchmarking.time_class_rectification(repeats=args.repeats)
+  variants = [v for v in ("ce", "crl_class_relative", "crl_class_absolute", "crl_class_distribution",
+                          "crl_instance_relative", "crl_instance_absolute", "crl_instance_distribution")
+              if v == "ce" or not args.only or any(word in v for word in args.only.split(","))]
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+  from configs import class_rectification as crl_config  # pylint: disable=g-import-not-at-top
+  out = benchmarking.time_class_rectification(crl_config.get_config, repeats=args.repeats,
+                                              variants=variants)
   print("\n| variant | batch | train step (ms) | / ce |\n|---|---|---|---|")
   for r in out["train_step"]:
     print(f"| {r['variant']} | {r['batch']} | {r['ms']:.1f} | {r['ratio_to_ce']:.2f} |")
@@ -76,6 +84,23 @@ def _class_rectification(args) -> None:
       json.dump(out, f, indent=1)
 
 
+def _annotation(args) -> None:
+  print("# annotation losses (Gong et al.): fwd+bwd at (batch, tags) "
+        f"{list(benchmarking.ANNOTATION_SHAPES)}, 1-5 positive tags per image", flush=True)
+  results = []
+  for batch, n in benchmarking.ANNOTATION_SHAPES:
+    part = benchmarking.run_cases(benchmarking.annotation_cases(), [n], batch,
+                                  memory_limit_bytes=args.memory_limit_gb * 1e9)
+    for r in part:
+      print(f"  {r.name:28s} {batch:>5d} x {n:<5d} fwd {r.forward_ms or float('nan'):9.2f} ms  "
+            f"fwd+bwd {r.backward_ms or float('nan'):9.2f} ms  {r.note}", flush=True)
+    print(benchmarking.markdown_table(part))
+    results += part
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump([r.__dict__ for r in results], f, indent=1)
+
+
 def main(argv=None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   if argv and argv[0] == "sorters":
@@ -85,7 +110,8 @@ def main(argv=None) -> None:
     return
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("what", nargs="?", default="losses", choices=["losses", "kendall_tau", "class_rectification", "all"])
+  parser.add_argument("what", nargs="?", default="losses",
+                      choices=["losses", "kendall_tau", "class_rectification", "annotation", "all"])
   parser.add_argument("--sizes", default="100,1000,10000")
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--only", default="", help="comma-separated substrings of case names")
@@ -98,6 +124,8 @@ def main(argv=None) -> None:
     _losses(args)
   if args.what in ("kendall_tau", "all"):
     _kendall(args)
+  if args.what == "annotation":
+    _annotation(args)
   if args.what == "class_rectification":
     _class_rectification(args)
 

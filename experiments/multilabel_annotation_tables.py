@@ -33,12 +33,17 @@ FIGURE_LOSSES = ("softmax", "pairwise", "warp")
 
 
 def _collect(patterns: str) -> list[dict[str, Any]]:
-  runs, missing = [], []
+  runs, seen = [], set()
   for pattern in [p for p in patterns.split(",") if p.strip()]:
     try:
-      runs.extend(reporting.collect_runs(pattern.strip()))
+      found = reporting.collect_runs(pattern.strip())
     except FileNotFoundError:
-      missing.append(pattern)
+      continue
+    for run in found:  # a run reached through a symbolic link counts once
+      real = os.path.realpath(run["workdir"])
+      if real not in seen:
+        seen.add(real)
+        runs.append(run)
   if not runs:
     raise FileNotFoundError(f"no results.json under any directory matching {patterns!r}.")
   return [r for r in runs if isinstance(r.get("report"), dict) and "k3" in r["report"]]
@@ -61,10 +66,10 @@ def tables_text(runs: Sequence[dict[str, Any]]) -> str:
   sections = []
   for k, title in ((3, "Table 1"), (5, "Table 2")):
     measured, paper_keys = [], []
-    for name in ("upper_bound", "knn"):
+    for name in task_lib.REFERENCE_ROWS:
       if name in reference and f"k{k}" in reference[name]:
         measured.append((task_lib.ROW_NAMES[name] + " (ours)", reference[name][f"k{k}"]))
-        paper_keys.append(name)
+        paper_keys.append(None if name == "upper_bound" else name)  # the paper's row once, after both
     for variant in variants:
       reports = by_variant[variant]
       seeds = sorted(r["seed"] for r in reports)

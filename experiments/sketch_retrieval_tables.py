@@ -27,8 +27,9 @@ flags.DEFINE_string("output", "", "Markdown file to write (default: print).")
 TABLES = (
     ("Table 1: comparison with the triplet baseline", ("triplet", "mtl")),
     ("Table 2: contribution of the attribute side tasks", ("no_ap_ar", "no_ar", "no_ap", "mtl")),
-    ("Table 3: triplet generation and sampling", ("auto_exhaustive", "auto_hard", "human_optimised_exhaustive",
-                                                  "human_optimised_hard", "human_original")),
+    ("Table 3: triplet generation and sampling",
+     ("auto_exhaustive", "auto_hard", "human_optimised_exhaustive", "human_optimised_hard",
+      "human_original")),
     ("Table 4: triplet difficulty", ("easy", "medium", "hard")),
 )
 # Rows that are the same model as ``mtl`` (the paper repeats its MTL row in Tables 3 and 4).

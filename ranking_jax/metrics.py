@@ -19,6 +19,12 @@ Conventions shared by the ranking metrics:
   of them is skipped.
 * **Correlations of a constant vector** (``kendall_tau`` variant b, ``spearman_rho``) are 0/0: they return
   ``0.0`` here, where ``scipy.stats`` returns NaN.
+* **Dtypes**: bool, integer and floating scores (bfloat16 ``jax.Array`` included) are accepted; integers
+  are ordered exactly in their own dtype (never negated, which wraps unsigned types, nor cast to float64,
+  which rounds beyond 2**53). Results are Python floats or float64 arrays.
+* **Zero-size inputs** raise a ``ValueError`` naming what is missing wherever no value is defined (no item,
+  no query, fewer than 2 observations, no triplet, no annotated sample); where a value is defined it is
+  returned (e.g. ``average_precision`` of zero lists is an empty array).
 """
 
 from __future__ import annotations
@@ -61,6 +67,26 @@ def _as_bool(name: str, x: ArrayLike) -> np.ndarray:
   if not np.isin(array, (0, 1)).all():
     raise ValueError(f"`{name}` must be boolean or hold only 0 and 1.")
   return array.astype(bool)
+
+
+def _decreasing_order(scores: np.ndarray) -> np.ndarray:
+  """Stable order of each list (last axis) by decreasing score, exact in the scores' own dtype.
+
+  Integers and booleans are ordered by their bitwise complement, which reverses the order without
+  overflow (negation wraps for unsigned types and the most negative signed value, and a cast to float64
+  rounds integers beyond 2**53).
+  """
+  keys = -scores if scores.dtype.kind == "f" else np.invert(scores)
+  return np.argsort(keys, axis=-1, kind="stable")
+
+
+def _lowest(dtype: np.dtype) -> Any:
+  """The smallest value of ``dtype`` (-inf for floats), the identity of a maximum."""
+  if dtype.kind == "f":
+    return -np.inf
+  if dtype.kind == "b":
+    return False
+  return np.iinfo(dtype).min
 
 
 def _check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
@@ -263,26 +289,41 @@ def average_ranks(values: ArrayLike) -> np.ndarray:
 
   .. math:: \operatorname{rank}(v)_i = \#\{j : v_j < v_i\} + \tfrac{1}{2}\big(1 + \#\{j : v_j = v_i\}\big)
 
-  This is ``scipy.stats.rankdata(values, method="average")`` for 1-D input. Note the direction: rank 1 is
-  the *smallest* value (statistics convention), unlike :mod:`ranking_jax.ranks` where rank 1 is the
-  highest score.
+  This is ``scipy.stats.rankdata(values, method="average", axis=-1)``: each list on the last axis is
+  ranked on its own, and an empty list gives an empty result. Note the direction: rank 1 is the
+  *smallest* value (statistics convention), unlike :mod:`ranking_jax.ranks` where rank 1 is the highest
+  score. Integers are compared exactly (never converted or negated).
+
+  Args:
+    values: array ``[..., n]`` of real numbers (no NaN), at least 1-D.
+
+  Returns:
+    float64 ranks of the same shape.
 
   >>> average_ranks([10, 30, 20, 20])
   array([1. , 4. , 2.5, 2.5])
   """
   values = _as_numeric("values", values)
-  _check_ndim("values", values, 1, "a list of values")
-  order = np.argsort(values, kind="stable")
-  starts = _run_starts(values[order])
-  run_id = np.cumsum(starts) - 1
-  first = np.flatnonzero(starts)
-  last = np.append(first[1:], values.size) - 1
-  ranks = np.empty(values.size, dtype=np.float64)
-  ranks[order] = ((first + last) / 2.0 + 1.0)[run_id]
+  if values.ndim < 1:
+    raise ValueError(f"`values` must have at least 1 dimension (lists on the last axis), got shape "
+                     f"{values.shape}.")
+  n = values.shape[-1]
+  order = np.argsort(values, axis=-1, kind="stable")
+  sorted_values = np.take_along_axis(values, order, axis=-1)
+  # Runs of equal values: each item's run spans [first, last] of the sorted positions.
+  starts = np.ones(values.shape, dtype=bool)
+  np.not_equal(sorted_values[..., 1:], sorted_values[..., :-1], out=starts[..., 1:])
+  ends = np.ones(values.shape, dtype=bool)
+  ends[..., :-1] = starts[..., 1:]
+  position = np.broadcast_to(np.arange(n), values.shape)
+  first = np.maximum.accumulate(np.where(starts, position, 0), axis=-1)
+  last = np.minimum.accumulate(np.where(ends, position, n - 1)[..., ::-1], axis=-1)[..., ::-1]
+  ranks = np.empty(values.shape, dtype=np.float64)
+  np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=-1)
   return ranks
 
 
-def spearman_rho(x: ArrayLike, y: ArrayLike) -> float:
+def spearman_rho(x: ArrayLike, y: ArrayLike) -> Union[float, np.ndarray]:
   r"""Spearman rank correlation: Pearson correlation of the average ranks of ``x`` and ``y``.
 
   .. math::
@@ -292,27 +333,38 @@ def spearman_rho(x: ArrayLike, y: ArrayLike) -> float:
   with :math:`r = \operatorname{rank}(x)`, :math:`s = \operatorname{rank}(y)` average ranks (ties share
   their mean rank). Without ties this is SoDeep's eq. 2, :math:`1 - 6 \sum_i (r_i - s_i)^2 / (n(n^2-1))`
   ("SoDeep: a Sorting Deep net to learn ranking loss surrogates"); with ties it equals
-  ``scipy.stats.spearmanr``.
+  ``scipy.stats.spearmanr``. Each pair of lists on the last axis gives one correlation.
 
   Args:
-    x: 1-D array of n >= 2 real numbers (no NaN).
-    y: 1-D array of the same shape.
+    x: array ``[..., n]`` of real numbers (no NaN) with n >= 2.
+    y: array of the same shape.
 
   Returns:
-    rho as a Python float; ``0.0`` when ``x`` or ``y`` is constant (0/0; scipy returns NaN).
+    rho as a Python float for 1-D input, else a float64 array ``[...]``; ``0.0`` for a list where ``x``
+    or ``y`` is constant (0/0; scipy returns NaN).
+
+  Raises:
+    ValueError: on shapes that differ, fewer than 2 observations per list, or NaN.
 
   >>> spearman_rho([1, 2, 3, 4], [10, 20, 40, 30])
   0.8
+  >>> spearman_rho([[1, 2, 3], [1, 2, 3]], [[1, 2, 3], [3, 2, 1]])
+  array([ 1., -1.])
   """
-  x, y = _check_pair(x, y)
+  x = _as_numeric("x", x)
+  y = _as_numeric("y", y)
+  _check_same_shape("x", x, "y", y)
+  if x.ndim < 1 or x.shape[-1] < 2:
+    raise ValueError(f"A rank correlation needs at least 2 observations per list (last axis), got shape "
+                     f"{x.shape}.")
   rank_x = average_ranks(x)
   rank_y = average_ranks(y)
-  rank_x -= rank_x.mean()
-  rank_y -= rank_y.mean()
-  denominator = math.sqrt(float(np.dot(rank_x, rank_x)) * float(np.dot(rank_y, rank_y)))
-  if denominator == 0.0:
-    return 0.0
-  return float(np.dot(rank_x, rank_y)) / denominator
+  rank_x -= rank_x.mean(axis=-1, keepdims=True)
+  rank_y -= rank_y.mean(axis=-1, keepdims=True)
+  denominator = np.sqrt(np.sum(rank_x * rank_x, axis=-1) * np.sum(rank_y * rank_y, axis=-1))
+  numerator = np.sum(rank_x * rank_y, axis=-1)
+  rho = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+  return float(rho) if rho.ndim == 0 else rho
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -367,7 +419,7 @@ def average_precision(scores: ArrayLike, relevant: ArrayLike, *,
     raise ValueError(f"`interpolation` must be 'step' or 'voc07', got {interpolation!r}.")
   scores, relevant = _scores_and_relevance(scores, relevant)
   n = scores.shape[-1]
-  order = np.argsort(-scores.astype(np.float64), axis=-1, kind="stable")
+  order = _decreasing_order(scores)
   sorted_scores = np.take_along_axis(scores, order, axis=-1)
   sorted_relevant = np.take_along_axis(relevant, order, axis=-1)
   hits = np.cumsum(sorted_relevant, axis=-1)
@@ -453,7 +505,7 @@ def _query_gallery(scores: ArrayLike, relevant: ArrayLike) -> tuple[np.ndarray, 
 def _first_relevant_rank(scores: np.ndarray, relevant: np.ndarray, ties: str) -> np.ndarray:
   """1-based rank of the best-scored relevant item of each query (0 for queries without one)."""
   _check_ties(ties)
-  best = np.max(np.where(relevant, scores, -np.inf), axis=-1, keepdims=True)
+  best = np.max(scores, axis=-1, keepdims=True, where=relevant, initial=_lowest(scores.dtype))
   if ties == "pessimistic":
     ahead = (scores >= best) & ~relevant
   else:
@@ -611,40 +663,6 @@ def triplet_accuracy(distances: ArrayLike, triplets: ArrayLike) -> float:
   return float(np.mean(distances[sketch, positive] < distances[sketch, negative]))
 
 
-def load_sketch_triplets(path: str, split: str) -> np.ndarray:
-  """Loads the human triplet annotations of QMUL-Shoe (``shoes_annotation.json``) for one split.
-
-  The file maps ``"train"``/``"test"`` to ``{"images", "sketches", "triplets"}``; the ground-truth photo of
-  sketch i is image i and ``triplets[i]`` lists ``[pos, neg]`` photo indices (within the split) meaning
-  "pos is more similar to sketch i than neg".
-
-  Args:
-    path: path of the JSON file.
-    split: a split present in the file, e.g. ``"train"`` or ``"test"``.
-
-  Returns:
-    int64 array ``[num_triplets, 3]`` of (sketch, positive photo, negative photo), ready for
-    :func:`triplet_accuracy`.
-  """
-  with open(path, "r", encoding="utf-8") as f:
-    annotation = json.load(f)
-  if split not in annotation:
-    raise ValueError(f"Split {split!r} is not in {path}; it has {sorted(annotation)}.")
-  entry = annotation[split]
-  per_sketch = entry.get("triplets") if isinstance(entry, dict) else None
-  if per_sketch is None:
-    raise ValueError(f"Split {split!r} of {path} has no 'triplets' list.")
-  num_photos = len(entry.get("images", ()))
-  rows = []
-  for sketch, pairs in enumerate(per_sketch):
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    rows.append(np.concatenate([np.full((pairs.shape[0], 1), sketch, dtype=np.int64), pairs], axis=1))
-  triplets = np.concatenate(rows, axis=0) if rows else np.zeros((0, 3), dtype=np.int64)
-  if num_photos and triplets.size and (triplets[:, 1:].min() < 0 or triplets[:, 1:].max() >= num_photos):
-    raise ValueError(f"Photo indices of split {split!r} in {path} fall outside [0, {num_photos}).")
-  return triplets
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Classification and annotation.
 
@@ -772,7 +790,7 @@ def annotation_precision_recall(scores: ArrayLike, labels: ArrayLike, k: int) ->
     raise ValueError(f"`scores` needs at least one image and one class, got shape {scores.shape}.")
   if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= num_classes:
     raise ValueError(f"`k` must be an int in [1, {num_classes}] (number of classes), got {k!r}.")
-  top = np.argsort(-scores.astype(np.float64), axis=1, kind="stable")[:, :k]
+  top = _decreasing_order(scores)[:, :k]
   predicted = np.zeros(scores.shape, dtype=bool)
   np.put_along_axis(predicted, top, True, axis=1)
   true_positives = np.count_nonzero(predicted & labels, axis=0)
@@ -791,3 +809,76 @@ def annotation_precision_recall(scores: ArrayLike, labels: ArrayLike, k: int) ->
       precision_by_class=precision,
       recall_by_class=recall,
   )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Cross-modal (image <-> caption) retrieval.
+
+
+def cross_modal_recall(image_embeddings: ArrayLike, caption_embeddings: ArrayLike, *,
+                       captions_per_image: int = 5, ks: Sequence[int] = (1, 5, 10), num_folds: int = 5,
+                       ties: str = "pessimistic") -> dict[str, float]:
+  r"""R@K and median rank of caption retrieval and image retrieval, averaged over folds of the test set.
+
+  The protocol of SoDeep's Table 3 ("SoDeep: a Sorting Deep net to learn ranking loss surrogates", §4.2.3,
+  after VSE/DSVE): the test images are cut into ``num_folds`` consecutive folds (5 x 1 000 of the 5 000
+  COCO test images; scaled: sizes differ by at most one), and within each fold
+
+  * *caption retrieval* (image query, the fold's captions as gallery): a hit at K when **any** of the
+    image's ``captions_per_image`` captions ranks in the top K (:func:`recall_at_k`, eq. 8, with five
+    relevant items), and the median rank of its best-ranked caption (:func:`median_rank`);
+  * *image retrieval* (caption query, the fold's images as gallery): the rank of the caption's image.
+
+  Similarities are dot products ``image . caption`` (cosine similarities for unit vectors); the metrics
+  are then averaged over the folds.
+
+  Args:
+    image_embeddings: float ``[N, D]``.
+    caption_embeddings: float ``[N * captions_per_image, D]`` (captions of image ``i`` at rows
+      ``i * captions_per_image ...``) or ``[N, captions_per_image, D]``.
+    captions_per_image: captions of each image.
+    ks: the K of R@K, each at most the number of images of the smallest fold.
+    num_folds: folds of the test images (1 = the whole set at once).
+    ties: ``"pessimistic"`` (default) or ``"optimistic"`` (see :func:`recall_at_k`).
+
+  Returns:
+    ``{"caption_retrieval/R@K": ..., "caption_retrieval/median_rank": ..., "image_retrieval/R@K": ...,
+    "image_retrieval/median_rank": ...}``: recalls as fractions in ``[0, 1]`` (the paper prints percent),
+    median ranks 1-based.
+
+  Raises:
+    ValueError: mismatched shapes, NaN, too many folds, or a K larger than a fold's gallery.
+
+  >>> images = np.eye(4)
+  >>> captions = np.repeat(np.eye(4), 2, axis=0)  # two exact captions per image
+  >>> result = cross_modal_recall(images, captions, captions_per_image=2, ks=(1,), num_folds=2)
+  >>> result["caption_retrieval/R@1"], result["image_retrieval/median_rank"]
+  (1.0, 1.0)
+  """
+  images = _as_numeric("image_embeddings", image_embeddings)
+  captions = _as_numeric("caption_embeddings", caption_embeddings)
+  _check_ties(ties)
+  if captions_per_image < 1:
+    raise ValueError(f"`captions_per_image` must be >= 1, got {captions_per_image}.")
+  _check_ndim("image_embeddings", images, 2, "images x dimensions")
+  if captions.ndim == 3:
+    captions = captions.reshape(-1, captions.shape[-1])
+  num_images, dim = images.shape
+  if captions.shape != (num_images * captions_per_image, dim):
+    raise ValueError(f"`caption_embeddings` must have shape [{num_images} * {captions_per_image}, {dim}] (or "
+                     f"[{num_images}, {captions_per_image}, {dim}]), got {np.shape(caption_embeddings)}.")
+  if not 1 <= num_folds <= num_images:
+    raise ValueError(f"`num_folds` must lie in [1, {num_images}] (the number of images), got {num_folds}.")
+  folds = np.array_split(np.arange(num_images), num_folds)
+  ks_array, _ = _check_ks(list(ks), min(len(f) for f in folds), "images in the smallest fold")
+  totals: dict[str, float] = {}
+  for fold in folds:
+    fold_captions = captions[fold[0] * captions_per_image:(fold[-1] + 1) * captions_per_image]
+    scores = images[fold].astype(np.float64) @ fold_captions.astype(np.float64).T  # [n, n * c]
+    relevant = np.repeat(np.eye(len(fold), dtype=bool), captions_per_image, axis=1)
+    for name, s, r in (("caption_retrieval", scores, relevant), ("image_retrieval", scores.T, relevant.T)):
+      recalls = recall_at_k(s, r, ks_array, ties=ties)
+      for k, value in zip(ks_array, recalls):
+        totals[f"{name}/R@{k}"] = totals.get(f"{name}/R@{k}", 0.0) + float(value)
+      totals[f"{name}/median_rank"] = totals.get(f"{name}/median_rank", 0.0) + median_rank(s, r, ties=ties)
+  return {key: value / len(folds) for key, value in totals.items()}

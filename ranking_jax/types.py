@@ -1,8 +1,8 @@
-"""Protocols shared across the library: what a rank function, a loss and a metric look like."""
+"""Protocols shared across the library: what a rank function looks like, and a multi-task schedule."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Protocol
+from typing import Callable, Mapping, Optional, Protocol
 
 import jax
 
@@ -12,26 +12,12 @@ Array = jax.Array
 class RankFn(Protocol):
   """``rank_fn(scores[..., n], *, where=None) -> ranks[..., n]``: 1-based, rank 1 = highest score.
 
-  Masked items get rank 0 and do not change the ranks of the valid ones.
+  Masked (and non-finite) items get rank 0 and do not change the ranks of the valid ones. Scores of any
+  real dtype are accepted; ranks are float32, or float64 for float64 scores (see
+  :mod:`ranking_jax.ranks`).
   """
 
   def __call__(self, scores: Array, *, where: Optional[Array] = None) -> Array:
-    ...
-
-
-class LossFn(Protocol):
-  """``loss(scores, labels, *, where=None, weights=None, reduce_fn=jnp.mean, **options) -> Array``."""
-
-  def __call__(self, scores: Array, labels: Array, *, where: Optional[Array] = None,
-               weights: Optional[Array] = None, reduce_fn: Optional[Callable[..., Array]] = ...,
-               **options: Any) -> Array:
-    ...
-
-
-class MetricFn(Protocol):
-  """A metric computed on host over a whole evaluation set: ``metric(scores, labels, **options)``."""
-
-  def __call__(self, scores: Any, labels: Any, **options: Any) -> Any:
     ...
 
 

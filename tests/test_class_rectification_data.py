@@ -149,15 +149,18 @@ def test_source_render_and_cache(tmp_path, monkeypatch):
   np.testing.assert_array_equal(batch["attributes"], expected)
   np.testing.assert_array_equal(source.labels()[[4, 1]], expected)
   assert source[2]["attributes"].shape == (3,)
+  expected_all = source.labels()
   rendered = sa.render_attribute_split(source, cache_dir=str(tmp_path))
-  assert rendered.images.dtype == np.uint8 and rendered.num_values == source.num_values
+  assert rendered.arrays["image"].dtype == np.uint8 and rendered.num_values == source.num_values
+  assert rendered.names == source.names
   out = rendered[np.array([4, 1])]
   np.testing.assert_allclose(out["image"], batch["image"], atol=0.5 / 255 + 1e-6)
   np.testing.assert_array_equal(out["attributes"], expected)
   assert len(list(tmp_path.glob("scene_attributes_*.npz"))) == 1
   monkeypatch.setattr(sa.SceneAttributesSource, "example", lambda *a: pytest.fail("re-rendered"))
   cached = sa.render_attribute_split(source, cache_dir=str(tmp_path))
-  np.testing.assert_array_equal(cached.images, rendered.images)
+  np.testing.assert_array_equal(cached.arrays["image"], rendered.arrays["image"])
+  np.testing.assert_array_equal(cached.labels(), expected_all)
   splits = sa.make_scene_attribute_splits(3, 2, 2, image_size=16, render=False, attributes="multi_valued")
   assert [splits[k].scenes.offset for k in ("train", "validation", "test")] == [0, 3, 5]
 

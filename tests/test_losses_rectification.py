@@ -1,4 +1,9 @@
-"""Tests of the Class Rectification Loss (Dong, Gong, Zhu, ICCV 2017) against plain numpy/python loops."""
+"""Tests of the Class Rectification Loss (Dong, Gong, Zhu, ICCV 2017) against plain numpy/python loops.
+
+The generic checks of every loss (jit, vmap, bfloat16 and integer inputs, masks, one-item and zero-size
+batches, float64 finite differences) are in test_contract.py; here are the paper's equations, the mining,
+and issue 9's regressions (zero-size inputs, integer scores, translated features).
+"""
 
 from __future__ import annotations
 
@@ -294,6 +299,43 @@ def test_mining_fully_masked_and_nan():
   assert not np.any(m.anchors)  # sample 3 masked: class 1 has a single valid sample
 
 
+def test_mining_accepts_integer_scores_and_zero_size_batches():
+  """Issue 9, fault 1: eq. 4 negates the scores, which wrapped for unsigned integer scores."""
+  rng = np.random.default_rng(12)
+  counts = rng.integers(0, 256, size=(20, 3)).astype(np.uint8)  # e.g. quantised class scores
+  labels = rng.choice(3, size=20, p=[0.7, 0.2, 0.1])
+  m = crl.class_level_hard_mining(jnp.asarray(counts), jnp.asarray(labels), top_k=3)
+  want = ref_class_mining(counts.astype(np.float64), list(labels), np.ones(20, bool), 3)
+  assert want and mining_to_sets(jax.tree_util.tree_map(np.asarray, m), 20) == want
+  # Zero images (or zero batches): empty results of the documented shapes.
+  for shape in ((0,), (3, 0)):
+    scores, labels = jnp.zeros(shape + (2,)), jnp.zeros(shape, int)
+    assert crl.minority_classes(labels, 2).shape == shape[:-1] + (2,)
+    assert not np.any(crl.minority_classes(labels, 2))
+    for m in (crl.class_level_hard_mining(scores, labels, top_k=2),
+              crl.instance_level_hard_mining(scores, labels, features=jnp.zeros(shape + (4,)), top_k=2)):
+      assert m.anchors.shape == shape and m.positives.shape == m.negative_mask.shape == shape + (2,)
+
+
+@hypothesis.settings(max_examples=10, deadline=None, derandomize=True)
+@hypothesis.given(seed=st.integers(0, 2 ** 31 - 1), offset=st.integers(-2 ** 20, 2 ** 20))
+def test_instance_mining_is_translation_invariant(seed, offset):
+  """Issue 9, fault 5: the expanded squared distances cancelled for features far from the origin."""
+  rng = np.random.default_rng(seed)
+  b, c = 20, 3
+  scores = rng.normal(size=(b, c))
+  labels = rng.choice(c, size=b, p=[0.7, 0.2, 0.1])
+  # Integer features: exact in float32 with an offset up to 2^20 (ties break by index on both sides).
+  feats = (rng.permutation(10 * b)[:b, None] * np.array([[1.0, 37.0]]) % 97).astype(np.float32)
+  shifted = feats + np.float32(offset)
+  m = _JIT_INSTANCE_MINING(jnp.asarray(scores), jnp.asarray(labels), jnp.asarray(shifted))
+  want = ref_instance_mining(scores, list(labels), shifted.astype(np.float64), np.ones(b, bool), 3)
+  assert mining_to_sets(jax.tree_util.tree_map(np.asarray, m), b) == want
+
+
+_JIT_INSTANCE_MINING = jax.jit(lambda s, l, f: crl.instance_level_hard_mining(s, l, features=f, top_k=3))
+
+
 def test_mining_shape_errors():
   with pytest.raises(ValueError, match="scores"):
     crl.class_level_hard_mining(jnp.zeros((4, 2)), jnp.zeros(5, int), top_k=2)
@@ -358,6 +400,25 @@ def test_histogram_loss_extremes_and_empty():
     crl.histogram_loss(jnp.zeros((2, 3)), jnp.zeros((3, 3)))
 
 
+def test_distance_losses_accept_integer_distances_and_empty_pair_sets():
+  """Issue 9, fault 4: an empty array of positive distances raised ZeroDivisionError (masked: 0)."""
+  for pos, neg in ((np.zeros((0,)), np.array([0.5, 1.0])), (np.array([0.5]), np.zeros((0,))),
+                   (np.zeros((3, 0)), np.ones((3, 2)))):
+    f = lambda p: crl.histogram_loss(p, jnp.asarray(neg, jnp.float32), num_bins=5)
+    value, grad = jax.value_and_grad(f)(jnp.asarray(pos, jnp.float32))
+    assert float(value) == ref_histogram_loss([], [0.5], 5, 0.0, 2.0) == 0.0
+    assert grad.shape == pos.shape and not np.any(np.asarray(grad))
+  # Integer distances (e.g. Hamming) are promoted to float32, not refused.
+  d_pos, d_neg = np.array([1, 3, 0]), np.array([2, 2, 4])
+  np.testing.assert_allclose(crl.triplet_margin_loss(d_pos, d_neg, margin=1.0),
+                             np.mean(np.maximum(0.0, 1.0 + d_pos - d_neg)))
+  np.testing.assert_allclose(crl.contrastive_loss(d_pos, np.array([True, False, False]), margin=2.0),
+                             np.mean([0.5, 0.0, 2.0]))
+  np.testing.assert_allclose(crl.histogram_loss(np.array([[0, 1]], np.uint8), np.array([[2, 1]], np.uint8),
+                                                num_bins=3, reduce_fn=None),
+                             [ref_histogram_loss([0, 1], [2, 1], 3, 0.0, 2.0)], rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The combined loss.
 
@@ -389,6 +450,35 @@ def test_class_rectification_loss_vs_numpy(kind, level):
   assert float(got) > float(ce)
 
 
+def test_a_batch_of_zero_images_is_zero():
+  """Issue 9, fault 4: a batch of zero images raised ZeroDivisionError; it is a fully masked batch."""
+  for b, a, c in ((0, 2, 3), (4, 0, 3), (4, 2, 0)):
+    logits, labels, feats = jnp.zeros((b, a, c)), jnp.zeros((b, a), int), jnp.zeros((b, a, 2))
+    for kind in KINDS if b == 0 else ("relative",):
+      f = lambda lo, fe: crl.class_rectification_loss(lo, labels, features=fe, kind=kind, top_k=2)
+      value, grads = jax.value_and_grad(f, argnums=(0, 1))(logits, feats)
+      if a and c:  # the reference on an empty batch: no image, no cross-entropy, no pair
+        empty = ref_crl(np.zeros((b, a, c)), np.zeros((b, a), int), np.zeros((b, a, 2)),
+                        np.zeros((b, a), bool), kind=kind, level="class", k=2, margins=[1.0] * a,
+                        num_classes=(c,) * a)
+        assert empty == 0.0
+      assert float(value) == 0.0, (b, a, c, kind)
+      assert all(not np.any(np.asarray(g)) for g in grads)
+
+
+@hypothesis.settings(max_examples=4, deadline=None, derandomize=True)
+@hypothesis.given(seed=st.integers(0, 2 ** 31 - 1), offset=st.integers(-2 ** 16, 2 ** 16))
+def test_instance_level_loss_is_translation_invariant(seed, offset):
+  # Features on a 1/8 grid with an offset up to 2^16: exact in float32; the reference sees the offset too.
+  logits, labels, feats, _ = _permutation_case(seed)
+  feats = np.round(np.asarray(feats) * 8) / 8 + offset
+  f = functools.partial(crl.class_rectification_loss, kind="relative", level="instance", **COMMON)
+  want = ref_crl(np.asarray(logits), np.asarray(labels), feats, np.ones((16, 2), bool), kind="relative",
+                 level="instance", k=3, margins=[2 * math.pi / 3] * 2, num_classes=(3, 3), num_bins=21,
+                 hist_range=(0.0, 4.0))
+  np.testing.assert_allclose(f(logits, labels, features=jnp.asarray(feats, jnp.float32)), want, rtol=2e-5)
+
+
 def test_per_image_where_and_leading_axes_reduce():
   rng = np.random.default_rng(5)
   batches = [imbalanced_batch(rng, b=16, a=2, c=3, d=2) for _ in range(3)]
@@ -409,8 +499,8 @@ def test_per_image_where_and_leading_axes_reduce():
   np.testing.assert_allclose(total, per[0] + per[1], rtol=1e-6)
 
 
-@pytest.mark.parametrize("kind,level", [("relative", "class"), ("absolute", "instance"),
-                                        ("distribution", "instance")])
+# (relative/instance: test_contract.py.)
+@pytest.mark.parametrize("kind,level", [("absolute", "instance"), ("distribution", "class")])
 def test_gradients_finite_differences(kind, level):
   rng = np.random.default_rng(6)
   logits, labels, feats = imbalanced_batch(rng, b=12, a=2, c=3, d=2)
@@ -483,18 +573,7 @@ def test_instance_level_without_misclassified_positives():
   np.testing.assert_allclose(got, ce + 0.5 * 0.5 ** 2 / 4, rtol=1e-5)
 
 
-def test_fully_masked_batch_is_zero_with_zero_gradients():
-  logits = jnp.full((4, 2, 2), jnp.nan)
-  labels = jnp.zeros((4, 2), int)
-  feats = jnp.ones((4, 2, 3))
-  f = lambda lo, fe: crl.class_rectification_loss(lo, labels, features=fe, where=jnp.zeros(4, bool))
-  value, g = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(logits, feats)
-  assert float(value) == 0.0
-  assert all(np.all(np.asarray(x) == 0.0) for x in g)
-
-
-@pytest.mark.parametrize("kind,level", [("relative", "instance"), ("distribution", "class")])
-def test_nan_features_are_masked(kind, level):
+def test_nan_features_are_masked(kind="distribution", level="class"):
   rng = np.random.default_rng(9)
   logits, labels, feats = imbalanced_batch(rng, b=16, a=2, c=3, d=2)
   feats[3, 1, 0] = np.nan
@@ -550,32 +629,11 @@ def test_shape_and_option_errors():
     loss(logits, labels, features=feats, where=jnp.ones((6,)))
 
 
-def test_jit_and_vmap_match_leading_axes():
+def test_mining_under_vmap_matches_leading_axes():
   rng = np.random.default_rng(10)
   batches = [imbalanced_batch(rng, b=12, a=2, c=3, d=2) for _ in range(3)]
   logits, labels, feats = (jnp.array(np.stack(x)) for x in zip(*batches))
-  f = functools.partial(crl.class_rectification_loss, level="instance", top_k=2)
-  per = f(logits, labels, features=feats, reduce_fn=None)
-  vmapped = jax.jit(jax.vmap(lambda lo, la, fe: f(lo, la, features=fe)))(logits, labels, feats)
-  np.testing.assert_allclose(vmapped, per, rtol=1e-6)
   m = jax.jit(jax.vmap(functools.partial(crl.class_level_hard_mining, top_k=2)))(
       jax.nn.softmax(logits[:, :, 0]), labels[:, :, 0])
   m2 = crl.class_level_hard_mining(jax.nn.softmax(logits[:, :, 0]), labels[:, :, 0], top_k=2)
   np.testing.assert_array_equal(m.positives * m.positive_mask, m2.positives * m2.positive_mask)
-
-
-@pytest.mark.parametrize("kind", ["relative", "distribution"])
-def test_bfloat16_inputs(kind):
-  rng = np.random.default_rng(11)
-  logits, labels, feats = imbalanced_batch(rng, b=16, a=2, c=3, d=2)
-  logits = np.round(logits * 8) / 8  # exactly representable in bfloat16
-  feats = np.round(feats * 8) / 8
-  kw = dict(kind=kind, level="instance", **COMMON)
-  lo16, fe16 = jnp.array(logits, jnp.bfloat16), jnp.array(feats, jnp.bfloat16)
-  f = lambda fe: crl.class_rectification_loss(lo16, jnp.array(labels), features=fe, **kw)
-  got, g = jax.jit(jax.value_and_grad(f))(fe16)
-  want = crl.class_rectification_loss(jnp.array(logits, jnp.float32), jnp.array(labels),
-                                      features=jnp.array(feats, jnp.float32), **kw)
-  assert got.dtype == jnp.float32
-  np.testing.assert_allclose(got, want, rtol=1e-5)
-  assert g.dtype == jnp.bfloat16 and np.all(np.isfinite(np.asarray(g, np.float32)))

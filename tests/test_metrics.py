@@ -195,8 +195,9 @@ def test_rank_correlation_errors(fn):
     fn([1.0, np.nan, 2.0], [1.0, 2.0, 3.0])
   with pytest.raises(ValueError, match="same shape"):
     fn([1.0, 2.0, 3.0], [1.0, 2.0])
-  with pytest.raises(ValueError, match="1-D"):
-    fn(np.ones((2, 3)), np.ones((2, 3)))
+  if fn is metrics.kendall_tau:  # spearman_rho takes lists on the last axis
+    with pytest.raises(ValueError, match="1-D"):
+      fn(np.ones((2, 3)), np.ones((2, 3)))
   with pytest.raises(TypeError, match="real numbers"):
     fn(["a", "b"], ["c", "d"])
 
@@ -237,6 +238,22 @@ def test_average_ranks_matches_scipy():
   rng = np.random.default_rng(4)
   values = rng.integers(0, 6, 50)
   np.testing.assert_allclose(metrics.average_ranks(values), scipy.stats.rankdata(values))
+  # Lists on the last axis, each ranked on its own; exact for integers beyond 2**53 (no float conversion).
+  values = rng.integers(0, 4, (3, 5, 7))
+  np.testing.assert_array_equal(metrics.average_ranks(values), scipy.stats.rankdata(values, axis=-1))
+  big = np.array([2 ** 62 + 1, 2 ** 62, 2 ** 62 + 1], np.int64)
+  np.testing.assert_array_equal(metrics.average_ranks(big), [2.5, 1.0, 2.5])
+  assert metrics.average_ranks(np.zeros((2, 0))).shape == (2, 0)
+
+
+def test_spearman_rho_per_list_matches_scipy():
+  rng = np.random.default_rng(0)
+  x = np.round(rng.normal(size=(5, 30)), 1)  # with ties
+  y = rng.normal(size=(5, 30))
+  want = [scipy.stats.spearmanr(a, b).statistic for a, b in zip(x, y)]
+  np.testing.assert_allclose(metrics.spearman_rho(x, y), want, rtol=1e-12)
+  np.testing.assert_array_equal(metrics.spearman_rho([[1, 2, 3], [2, 2, 2]], [[3, 2, 1], [1, 2, 3]]),
+                                [-1.0, 0.0])
 
 
 @pytest.mark.parametrize("num_values", [3, 10, None])
@@ -486,39 +503,6 @@ def test_triplet_accuracy_errors():
     metrics.triplet_accuracy(np.full((2, 3), np.nan), [[0, 0, 1]])
 
 
-def test_load_sketch_triplets_synthetic_file(tmp_path):
-  path = tmp_path / "annotation.json"
-  path.write_text(json.dumps({"train": {"images": ["a", "b", "c"], "sketches": ["a", "b"],
-                                        "triplets": [[[1, 2]], [[0, 2], [2, 0]]]}}))
-  np.testing.assert_array_equal(metrics.load_sketch_triplets(str(path), "train"),
-                                [[0, 1, 2], [1, 0, 2], [1, 2, 0]])
-  with pytest.raises(ValueError, match="Split 'test'"):
-    metrics.load_sketch_triplets(str(path), "test")
-  path.write_text(json.dumps({"train": {"images": ["a"], "sketches": ["a"], "triplets": [[[0, 3]]]}}))
-  with pytest.raises(ValueError, match="outside"):
-    metrics.load_sketch_triplets(str(path), "train")
-
-
-@pytest.mark.skipif(not os.path.exists(SHOES), reason="shared QMUL-Shoe annotations not available")
-def test_load_sketch_triplets_qmul_shoes():
-  with open(SHOES, encoding="utf-8") as f:
-    raw = json.load(f)
-  for split, num_sketches, per_sketch in (("train", 304, 135), ("test", 115, 45)):
-    triplets = metrics.load_sketch_triplets(SHOES, split)
-    assert triplets.shape == (num_sketches * per_sketch, 3)
-    np.testing.assert_array_equal(triplets[0], [0] + raw[split]["triplets"][0][0])
-    assert triplets[:, 1:].max() < num_sketches
-    # Distances from each photo's net "more similar" votes: compare with a loop over the triplets.
-    wins = np.zeros((num_sketches, num_sketches))
-    np.add.at(wins, (triplets[:, 0], triplets[:, 1]), 1)
-    np.add.at(wins, (triplets[:, 0], triplets[:, 2]), -1)
-    expected = np.mean([-wins[s, p] < -wins[s, n] for s, p, n in triplets])
-    assert metrics.triplet_accuracy(-wins, triplets) == pytest.approx(expected)
-    assert expected > 0.5
-    distances = np.zeros((num_sketches, num_sketches))
-    assert metrics.triplet_accuracy(distances, triplets) == 0.0  # all tied: all wrong
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Class-balanced accuracy and top-k annotation.
 
@@ -608,3 +592,49 @@ def test_annotation_precision_recall_perfect_scores_and_errors():
     metrics.annotation_precision_recall(np.full((3, 3), np.nan), labels, 1)
   with pytest.raises(ValueError, match="2-D"):
     metrics.annotation_precision_recall(np.ones(3), labels[0], 1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Issue 9: integer scores and zero-size inputs.
+
+
+def test_integer_scores_are_ordered_exactly():
+  # Beyond 2**53 a cast to float64 ties 2**62 + 1 with 2**62; unsigned scores must not wrap when negated.
+  big = np.array([[2 ** 62 + 1, 2 ** 62, 0]], np.int64)
+  relevant = np.array([[False, True, False]])
+  assert metrics.recall_at_k(big, relevant, 1, ties="optimistic") == 0.0  # exact: the relevant item is 2nd
+  assert metrics.average_precision(big[0], relevant[0]) == 0.5
+  np.testing.assert_array_equal(metrics.annotation_precision_recall(big, relevant, 1).precision_by_class,
+                                [0.0, 0.0, 0.0])
+  small = np.array([0, 1, 2, 3], np.uint8)
+  first = np.array([True, False, False, False])
+  want = sklearn.metrics.average_precision_score(first, [0, 1, 2, 3])
+  assert metrics.average_precision(small, first) == want
+  assert metrics.average_precision(np.array([True, False, True]), [True, False, False]) == 0.5  # tied top 2
+  assert metrics.median_rank(small[None], first[None]) == 4.0
+
+
+def test_zero_size_inputs_raise_a_clear_error_where_no_value_is_defined():
+  empty = np.zeros((0, 3))
+  cases = [
+      (lambda: metrics.kendall_tau([], []), "at least 2"),
+      (lambda: metrics.spearman_rho(np.zeros((4, 0)), np.zeros((4, 0))), "at least 2"),
+      (lambda: metrics.average_precision(np.zeros((2, 0)), np.zeros((2, 0), bool)), "at least one item"),
+      (lambda: metrics.mean_average_precision(empty, empty), "undefined"),
+      (lambda: metrics.recall_at_k(empty, empty, 1), "at least one query"),
+      (lambda: metrics.recall_at_k(np.zeros((3, 0)), np.zeros((3, 0)), 1), "at least one query"),
+      (lambda: metrics.median_rank(empty, empty), "at least one query"),
+      (lambda: metrics.retrieval_accuracy_at_k(empty, 1), "at least one query"),
+      (lambda: metrics.triplet_accuracy(np.zeros((2, 2)), np.zeros((0, 3), int)), "empty"),
+      (lambda: metrics.triplet_accuracy(np.zeros((0, 2)), [[0, 0, 1]]), "Sketch indices"),
+      (lambda: metrics.class_balanced_accuracy(np.zeros(0, int), np.zeros(0, int)), "undefined"),
+      (lambda: metrics.class_balanced_accuracy(np.zeros((5, 0), int), np.zeros((5, 0), int)), "undefined"),
+      (lambda: metrics.annotation_precision_recall(empty, empty, 1), "at least one image"),
+  ]
+  for fn, message in cases:
+    with pytest.raises(ValueError, match=message):
+      fn()
+  # Where a value is defined it is returned: no list gives no AP, an empty list has empty ranks.
+  assert metrics.average_precision(np.zeros((0, 3)), np.zeros((0, 3), bool)).shape == (0,)
+  assert metrics.class_balanced_accuracy(np.zeros((5, 0), int), np.zeros((5, 0), int),
+                                         per_attribute=True).shape == (0,)

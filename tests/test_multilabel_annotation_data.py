@@ -16,6 +16,7 @@ from PIL import Image
 from ranking_jax import annotation_baselines as baselines
 from ranking_jax import models
 from ranking_jax.data import nuswide
+from ranking_jax.data import rendered
 from ranking_jax.data import scene_tags
 from ranking_jax.data import scenes
 from ranking_jax.data import voc_multilabel as voc
@@ -115,16 +116,21 @@ def test_source_batches_and_render_cache(tmp_path):
   assert batch["labels"].shape == (2, 80) and batch["labels"].dtype == np.float32
   np.testing.assert_array_equal(batch["labels"], source.labels(np.array([4, 1])))
   np.testing.assert_array_equal(batch["labels"][0], scene_tags.scene_tags(scenes.make_scene(3, 6)))
-  memory = scene_tags.render_scene_tags(source, chunk_size=2, cache_dir=str(tmp_path))
-  assert len(memory) == 5 and memory.images.dtype == np.uint8
+  cache_key = ["scene_tags", source.cache_key()]
+  memory = rendered.render(source, keys=("image", "labels"), chunk_size=2, cache_dir=str(tmp_path),
+                           cache_key=cache_key, name="scene_tags")
+  assert len(memory) == 5 and memory.arrays["image"].dtype == np.uint8
   cached = os.listdir(tmp_path)
   assert len(cached) == 1 and cached[0].startswith("scene_tags_")
-  again = scene_tags.render_scene_tags(source, cache_dir=str(tmp_path))
-  np.testing.assert_array_equal(again.images, memory.images)
+  again = rendered.render(source, cache_dir=str(tmp_path), cache_key=cache_key, name="scene_tags")
+  np.testing.assert_array_equal(again.arrays["image"], memory.arrays["image"])
   read = memory[np.array([4, 1])]
+  assert set(read) == {"image", "labels"}
   np.testing.assert_allclose(read["image"], batch["image"], atol=0.5 / 255 + 1e-6)
   np.testing.assert_array_equal(read["labels"], batch["labels"])
-  np.testing.assert_array_equal(read["index"], [4, 1])
+  # the cache key changes with every option that changes pixels or tags
+  assert scene_tags.SceneTagsSource(5, seed=3, offset=2, image_size=32).cache_key() != source.cache_key()
+  assert scene_tags.SceneTagsSource(5, seed=4, offset=2, image_size=16).cache_key() != source.cache_key()
 
 
 # ------------------------------------------------------------------------------------------ NUS-WIDE

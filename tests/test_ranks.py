@@ -1,17 +1,24 @@
-"""Tests of ranking_jax.ranks against independent references.
+"""Tests of ranking_jax.ranks (and utils.standardize) against independent references.
 
-* hard_ranks: scipy.stats.rankdata(method="ordinal") of the negated scores.
+* hard_ranks: scipy.stats.rankdata(method="ordinal") of the negated scores, on exact integers too.
+* tie_averaged_ranks: scipy.stats.rankdata(method="average") of the negated values.
 * sigmoid_ranks: a numpy double loop of eq. 11-12 of "SoDeep: a Sorting Deep net to learn ranking loss
-  surrogates".
+  surrogates"; standardised scores from numpy float64 z-scores.
 * soft_ranks / soft_sort: the projection formula of "Fast Differentiable Sorting and Ranking" (Blondel et
   al., Prop. 3) evaluated with a plain-loop Pool-Adjacent-Violators written here (itself checked against
   sklearn's isotonic_regression), a generic constrained solver (scipy SLSQP) on the permutahedron's
-  inequalities, and the block-averaging Jacobian; limits, invariances (hypothesis), finite differences in
-  float64 and the edge cases (masks, n = 1, all ties, NaN/inf, bfloat16, wrong shapes).
+  inequalities, and the block-averaging Jacobian; limits, invariances (hypothesis), masks, gradients in
+  the regularization strength and the custom vmap rule.
+* Issue 9: integer and low-precision dtypes for every rank function (hypothesis), and scale/shift
+  invariance of the standardisation at any magnitude (hypothesis).
+
+The generic checks shared by every rank function (jit, vmap, bfloat16, masks, one-item and zero-size lists,
+float64 finite differences) are in test_contract.py.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import pathlib
 
@@ -24,10 +31,12 @@ from jax.test_util import check_grads
 import numpy as np
 import pytest
 import scipy.optimize
+import scipy.special
 import scipy.stats
 import sklearn.isotonic
 
 from ranking_jax import ranks
+from ranking_jax import utils
 
 DATA_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -131,7 +140,7 @@ def sigmoid_ranks_reference(y, sharpness):
   for i in range(n):
     for j in range(n):
       if j != i:
-        out[i] += 1.0 / (1.0 + np.exp(-sharpness * (float(y[j]) - float(y[i]))))
+        out[i] += scipy.special.expit(sharpness * (float(y[j]) - float(y[i])))
   return out
 
 
@@ -173,6 +182,112 @@ def test_hard_ranks_mask_and_nonfinite():
     np.testing.assert_array_equal(got[row], want)
 
 
+def test_tie_averaged_ranks_match_scipy_rankdata():
+  rng = np.random.default_rng(0)
+  values = rng.integers(0, 4, size=(5, 9)).astype(np.float32)
+  got = np.asarray(ranks.tie_averaged_ranks(jnp.asarray(values)))
+  np.testing.assert_array_equal(got, scipy.stats.rankdata(-values, method="average", axis=-1))
+  # Masked and non-finite values rank 0 and do not count.
+  values = jnp.array([3.0, jnp.nan, 1.0, 3.0, 5.0])
+  where = jnp.array([True, True, True, True, False])
+  np.testing.assert_array_equal(ranks.tie_averaged_ranks(values, where=where), [1.5, 0, 3, 1.5, 0])
+
+
+# Issue 9, faults 1 and 2: integer scores were negated in their own dtype, and ranks were returned in the
+# input's low-precision dtype.
+
+
+def test_integer_scores_are_ranked_exactly():
+  cases = [np.array([0, 1, 2, 3], np.uint8),  # -x wrapped: [1, 4, 3, 2] instead of [4, 3, 2, 1]
+           np.array([-128, 127, 0, -1, -128], np.int8),  # -(-128) wraps to -128
+           np.array([np.iinfo(np.int32).min, np.iinfo(np.int32).max, 0, 1 << 30, (1 << 30) + 1], np.int32),
+           np.array([4294967295, 0, 2147483648, 2147483649], np.uint32),
+           np.array([True, False, True])]
+  program = jax.jit(lambda arrays: [(ranks.hard_ranks(a), ranks.tie_averaged_ranks(a)) for a in arrays])
+  for values, (hard, tied) in zip(cases, program([jnp.asarray(c) for c in cases])):
+    exact = values.astype(np.int64)  # scipy on exact integers: the independent reference
+    assert hard.dtype == tied.dtype == jnp.float32
+    np.testing.assert_array_equal(hard, scipy.stats.rankdata(-exact, method="ordinal"), err_msg=str(values))
+    np.testing.assert_array_equal(tied, scipy.stats.rankdata(-exact, method="average"), err_msg=str(values))
+  np.testing.assert_array_equal(program([jnp.asarray(cases[0])])[0][0], [4.0, 3.0, 2.0, 1.0])  # the issue's
+  # The differentiable rank functions return float ranks, not integer-typed ones.
+  got = ranks.sigmoid_ranks(jnp.array([0, 1, 2, 3], jnp.uint8))
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, sigmoid_ranks_reference([0.0, 1.0, 2.0, 3.0], 10.0), rtol=1e-6)
+
+
+def _distinct_values(dtype, n, seed):
+  """n distinct values of a low-precision dtype, in random order."""
+  rng = np.random.default_rng(seed)
+  candidates = np.unique(np.asarray(jnp.asarray(rng.normal(size=20 * n) * 100, dtype), np.float32))
+  return jnp.asarray(rng.permutation(rng.choice(candidates, n, replace=False)), dtype)
+
+
+def test_low_precision_scores_get_exact_float32_ranks():
+  # bfloat16 holds integer ranks exactly only up to 256 and float16 up to 2048: ranks must not be rounded.
+  program = jax.jit(lambda s: (ranks.hard_ranks(s), ranks.tie_averaged_ranks(s)))
+  for dtype, n in ((jnp.bfloat16, 300), (jnp.float16, 3000)):
+    scores = _distinct_values(dtype, n, n)
+    want = scipy.stats.rankdata(-np.asarray(scores, np.float64), method="ordinal")
+    for got in program(scores):
+      assert got.dtype == jnp.float32
+      np.testing.assert_array_equal(got, want)
+
+
+RANK_FUNCTIONS = {
+    "hard_ranks": ranks.hard_ranks,
+    "tie_averaged_ranks": ranks.tie_averaged_ranks,
+    "sigmoid_ranks": ranks.sigmoid_ranks,
+    "soft_ranks": functools.partial(ranks.soft_ranks, regularization_strength=0.5),
+    "soft_sort": ranks.soft_sort,
+}
+DTYPES = (np.bool_, np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, jnp.float16, jnp.bfloat16)
+
+
+# Tiny inputs: compile without LLVM's optimisations and XLA's fusion emitters (about 3x faster).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True,
+                "xla_cpu_use_fusion_emitters": False}
+
+
+@functools.lru_cache(maxsize=None)
+def _all_dtypes_program(name):
+  """One compilation per rank function: every dtype, and the float32 copies stacked on a leading axis."""
+  fn = RANK_FUNCTIONS[name]
+  return jax.jit(lambda arrays, float_copies: ([fn(a) for a in arrays], fn(float_copies)),
+                 compiler_options=FAST_COMPILE)
+
+
+def _integer_lists(dtype):
+  if dtype == np.bool_:
+    return hnp.arrays(np.bool_, (2, 7))
+  if dtype in (jnp.float16, jnp.bfloat16):  # exactly representable in both: integers up to 256
+    return hnp.arrays(np.float32, (2, 7), elements=st.integers(-256, 256).map(float))
+  info = np.iinfo(dtype)
+  return hnp.arrays(dtype, (2, 7), elements=st.integers(int(info.min), int(info.max)))
+
+
+@hypothesis.settings(max_examples=15, deadline=None, derandomize=True)
+@hypothesis.given(data=st.data())
+def test_every_rank_function_accepts_integer_and_low_precision_scores(data):
+  arrays = [jnp.asarray(data.draw(_integer_lists(dtype)), dtype) for dtype in DTYPES]
+  float_copies = jnp.stack([jnp.asarray(a, jnp.float32) for a in arrays])
+  for name in RANK_FUNCTIONS:
+    got, from_float32 = _all_dtypes_program(name)(arrays, float_copies)
+    for dtype, array, result, expected in zip(DTYPES, arrays, got, from_float32):
+      assert result.dtype == jnp.float32, (name, dtype)
+      if name in ("hard_ranks", "tie_averaged_ranks"):  # exact: scipy on the exact integer values
+        exact = np.asarray(array).astype(np.float64 if dtype in (jnp.float16, jnp.bfloat16) else np.int64)
+        method = "ordinal" if name == "hard_ranks" else "average"
+        np.testing.assert_array_equal(result, scipy.stats.rankdata(-exact, method=method, axis=-1),
+                                      err_msg=f"{name} {dtype}")
+      else:  # the value of the float32 copy (promotion comes first), never a wrapped or rounded one
+        np.testing.assert_allclose(result, expected, rtol=1e-6, err_msg=f"{name} {dtype}")
+    if name == "sigmoid_ranks":  # and eq. 11-12 on the values of the small integer types
+      for array, result in zip(arrays[:3], got[:3]):
+        want = np.stack([sigmoid_ranks_reference(row, 10.0) for row in np.asarray(array, np.float64)])
+        np.testing.assert_allclose(result, want, rtol=1e-5)
+
+
 def test_sigmoid_ranks_match_sodeep_eq_11_12():
   rng = np.random.default_rng(2)
   scores = rng.normal(size=(3, 6)).astype(np.float32)
@@ -197,41 +312,69 @@ def test_sigmoid_ranks_standardized_match_loop_on_z_scores():
                                        sharpness=3.0, standardize=True))
   for row in range(3):
     valid = scores[row, where[row]]
-    z = (valid - valid.mean()) / np.sqrt(valid.var() + 1e-6)  # population std, as numpy's default
+    z = (valid - valid.mean()) / valid.std()  # population std, as numpy's default
     np.testing.assert_allclose(got[row, where[row]], sigmoid_ranks_reference(z, 3.0), rtol=1e-4)
     np.testing.assert_array_equal(got[row, ~where[row]], 0.0)
 
 
-@hypothesis.settings(deadline=None, max_examples=25)
-@hypothesis.given(hnp.arrays(np.float64, (2, 6), elements=st.floats(-3, 3)),
-                  st.floats(0.1, 100.0), st.floats(-50.0, 50.0))
-def test_sigmoid_ranks_standardized_invariant_to_scale_and_shift(scores, scale, shift):
-  hypothesis.assume(np.all(scores.std(-1) > 0.1))
-  base = ranks.sigmoid_ranks(jnp.asarray(scores, jnp.float32), sharpness=20.0, standardize=True)
-  moved = ranks.sigmoid_ranks(jnp.asarray(scores * scale + shift, jnp.float32), sharpness=20.0,
-                              standardize=True)
-  np.testing.assert_allclose(np.asarray(moved), np.asarray(base), atol=2e-3)
-  np.testing.assert_allclose(np.asarray(base).sum(-1), 6 * 7 / 2, rtol=1e-5)  # ranks still sum to n(n+1)/2
+def zscores(x):
+  """numpy float64 reference of utils.standardize on one list: (x - mean) / population std, 0 if constant."""
+  x = np.asarray(x, np.float64)
+  std = x.std()
+  return np.zeros_like(x) if std == 0 else (x - x.mean()) / std
 
 
-def test_sigmoid_ranks_standardized_edge_cases_are_finite():
+_standardize = jax.jit(utils.standardize)
+_standardized_ranks = jax.jit(functools.partial(ranks.sigmoid_ranks, sharpness=10.0, standardize=True))
+
+
+def test_sigmoid_ranks_standardized_are_scale_invariant_at_any_magnitude():
+  """Issue 9, fault 3: an eps added to the variance dominated small scales; large ones overflowed."""
+  scores = np.array([0.1, 0.3, 0.2, 0.25, 0.05], np.float32)
+  want = sigmoid_ranks_reference(zscores(scores), 10.0)  # about [4, 1, 3, 2, 5]
+  np.testing.assert_allclose(want, [4.0, 1.0, 3.0, 2.0, 5.0], atol=0.02)
+  for scale in (1.0, 1e-4, 1e-30, 1e4, 1e30):
+    got = _standardized_ranks(jnp.asarray(scores * np.float32(scale)))
+    np.testing.assert_allclose(got, want, atol=2e-4, err_msg=f"scale {scale}")
+  # Only an all-equal list takes the tie value (m + 1) / 2, with zero gradient; one ulp apart is not a tie.
   constant = jnp.full((1, 4), 2.5)
-  single = jnp.array([[1.0, jnp.nan, 3.0]])
-  out = ranks.sigmoid_ranks(constant, standardize=True)
-  np.testing.assert_allclose(np.asarray(out), 2.5)  # all ties: the average rank
-  out = ranks.sigmoid_ranks(single, where=jnp.array([[True, True, False]]), standardize=True)
-  np.testing.assert_array_equal(np.asarray(out), [[1.0, 0.0, 0.0]])
-  grad = jax.grad(lambda s: jnp.sum(ranks.sigmoid_ranks(s, standardize=True) ** 2))(constant)
-  assert np.all(np.isfinite(np.asarray(grad)))
+  np.testing.assert_array_equal(_standardized_ranks(constant), 2.5)
+  grad = jax.grad(lambda s: jnp.sum(_standardized_ranks(s) * jnp.arange(4.0)))(constant)
+  np.testing.assert_array_equal(grad, 0.0)
+  close = jnp.asarray([1.0, np.nextafter(np.float32(1.0), np.float32(2.0))], jnp.float32)
+  np.testing.assert_allclose(_standardized_ranks(close), sigmoid_ranks_reference([-1.0, 1.0], 10.0),
+                             rtol=1e-6)
+  # One valid item: the tie value 1; masked items 0.
+  np.testing.assert_array_equal(
+      ranks.sigmoid_ranks(jnp.array([[1.0, jnp.nan, 3.0]]), where=jnp.array([[True, True, False]]),
+                          standardize=True), [[1.0, 0.0, 0.0]])
 
 
-def test_sigmoid_ranks_standardized_gradient_finite_differences():
-  with jax.enable_x64(True):
-    rng = np.random.default_rng(22)
-    scores = jnp.asarray(rng.normal(size=(2, 5)))
-    where = jnp.asarray([[True, True, True, False, True]] * 2)
-    check_grads(lambda s: ranks.sigmoid_ranks(s, where=where, sharpness=4.0, standardize=True), (scores,),
-                order=1, modes=("rev", "fwd"), eps=1e-6, atol=1e-6, rtol=1e-6)
+@hypothesis.settings(deadline=None, max_examples=40, derandomize=True)
+@hypothesis.given(scores=hnp.arrays(np.float64, (2, 6), elements=st.floats(-3, 3)),
+                  log_scale=st.floats(-30, 30), relative_shift=st.floats(-50, 50))
+def test_standardize_is_scale_and_shift_invariant(scores, log_scale, relative_shift):
+  hypothesis.assume(np.all(scores.std(-1) > 0.1))
+  scale = 10.0 ** log_scale
+  moved = (scores * scale + relative_shift * scale).astype(np.float32)  # a shift of up to 50 std
+  mask = np.ones(moved.shape, bool)
+  want = np.stack([zscores(row) for row in moved.astype(np.float64)])  # of the rounded inputs
+  np.testing.assert_allclose(_standardize(moved, mask), want, atol=1e-5 * (1 + abs(relative_shift)))
+  # Scaling by a power of two is exact, so the z-scores are bit for bit the same.
+  power = np.float32(2.0 ** (17 if log_scale < 0 else -17))
+  np.testing.assert_array_equal(_standardize(moved * power, mask), _standardize(moved, mask))
+  # The standardised sigmoid ranks follow (eq. 11-12 on the float64 z-scores).
+  got = _standardized_ranks(moved)
+  np.testing.assert_allclose(got, np.stack([sigmoid_ranks_reference(z, 10.0) for z in want]), atol=1e-3)
+
+
+def test_standardize_masks_and_tiny_or_huge_lists():
+  values = np.array([[3e-38, 5e-38, 4e-38, 7.0], [3e38, -3e38, 1e38, 0.0]], np.float32)
+  mask = np.array([[True, True, True, False], [True, True, True, True]])
+  got = np.asarray(_standardize(values, mask))
+  np.testing.assert_allclose(got[0, :3], zscores(values[0, :3]), rtol=1e-5)
+  assert got[0, 3] == 0.0
+  np.testing.assert_allclose(got[1], zscores(values[1]), rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -338,25 +481,22 @@ def test_soft_ranks_jacobian_is_block_averaging(regularization):
 
 
 @pytest.mark.parametrize("regularization", ["l2", "kl"])
-def test_soft_ranks_finite_differences_float64(regularization):
+def test_soft_ranks_are_differentiable_in_the_regularization_strength(regularization):
+  # (Gradients in the scores: test_contract.py.) The strength may be traced and differentiated.
   with jax.enable_x64(True):
     rng = np.random.default_rng(8)
     scores = jnp.asarray(distinct_scores(rng, (2, 9), gap=0.3), jnp.float64)
     where = jnp.asarray(rng.random((2, 9)) < 0.8)
     weights = jnp.asarray(rng.normal(size=(2, 9)))
 
-    def loss(x, epsilon):
-      r = ranks.soft_ranks(x, where=where, regularization_strength=epsilon, regularization=regularization)
+    def loss(epsilon):
+      r = ranks.soft_ranks(scores, where=where, regularization_strength=epsilon,
+                           regularization=regularization)
       return jnp.sum(weights * r ** 2)
 
-    # epsilon is differentiable too. l2: forward mode works as well as reverse mode; kl is smooth inside
-    # a partition, so the gradient's own gradient is exact too.
-    if regularization == "l2":
-      check_grads(jax.jit(loss), (scores, jnp.float64(0.7)), order=1, modes=("rev", "fwd"), eps=1e-6,
-                  atol=1e-5, rtol=1e-5)
-    else:
-      check_grads(jax.jit(loss), (scores, jnp.float64(0.7)), order=2, modes=("rev",), eps=1e-6, atol=1e-5,
-                  rtol=1e-5)
+    # kl is smooth inside a partition, so the gradient's own gradient is exact too.
+    check_grads(jax.jit(loss), (jnp.float64(0.7),), order=1 if regularization == "l2" else 2, modes=("rev",),
+                eps=1e-6, atol=1e-5, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -429,33 +569,6 @@ def test_soft_ranks_mask_ranks_among_valid_items(regularization):
   for row in range(2, 5):
     want = soft_ranks_reference(scores[row, valid[row]], 0.5, regularization)
     np.testing.assert_allclose(r[row, valid[row]], want, rtol=1e-5, atol=1e-5)
-
-
-def test_soft_ranks_one_element_and_empty():
-  # (Fully masked lists and lists with one valid item are covered by the mask test above.)
-  one = jnp.array([[3.0], [-1.0]])
-  for regularization in ("l2", "kl"):
-    value, grad = jax.jit(jax.value_and_grad(
-        lambda x: jnp.sum(ranks.soft_ranks(x, regularization=regularization) * x)))(one)
-    np.testing.assert_allclose(value, 2.0)  # ranks are exactly 1
-    np.testing.assert_array_equal(grad, [[1.0], [1.0]])  # d(r x)/dx = r + x dr/dx, dr/dx = 0
-    assert ranks.soft_ranks(jnp.zeros((3, 0)), regularization=regularization).shape == (3, 0)
-
-
-def test_soft_ranks_bfloat16_and_integer_inputs():
-  rng = np.random.default_rng(10)
-  scores = jnp.asarray(rng.normal(size=(6, 40)), jnp.bfloat16)
-  for regularization in ("l2", "kl"):
-    r = jit_soft_ranks(scores, regularization=regularization)
-    assert r.dtype == jnp.bfloat16
-    want = jit_soft_ranks(scores.astype(jnp.float32), regularization=regularization)
-    np.testing.assert_allclose(np.asarray(r, np.float32), want, rtol=2 ** -7)
-  grad = jax.jit(jax.grad(lambda x: jnp.sum(ranks.soft_ranks(x, regularization="kl") * jnp.arange(40.0))))(
-      scores)
-  assert grad.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(grad.astype(jnp.float32))))
-  ints = ranks.soft_ranks(jnp.array([3, 1, 2]), regularization_strength=0.01)
-  assert ints.dtype == jnp.float32
-  np.testing.assert_allclose(ints, [1.0, 3.0, 2.0])
 
 
 def test_soft_ranks_wrong_inputs_raise():
@@ -535,16 +648,6 @@ def test_soft_sort_matches_reference_limits_and_sum():
   grad = jax.grad(lambda x: jnp.sum(ranks.soft_sort(x, where=jnp.asarray(where)) * jnp.arange(20.0)))(
       jnp.asarray(scores))
   np.testing.assert_array_equal(np.asarray(grad)[~where], 0.0)
-
-
-def test_soft_sort_finite_differences_float64():
-  with jax.enable_x64(True):
-    rng = np.random.default_rng(13)
-    scores = jnp.asarray(distinct_scores(rng, (2, 7), gap=0.3), jnp.float64)
-    weights = jnp.asarray(rng.normal(size=(2, 7)))
-    loss = lambda x, e: jnp.sum(weights * ranks.soft_sort(x, regularization_strength=e) ** 2)
-    check_grads(jax.jit(loss), (scores, jnp.float64(0.5)), order=1, modes=("rev",), eps=1e-6, atol=1e-5,
-                rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------------

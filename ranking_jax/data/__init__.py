@@ -27,7 +27,6 @@ from ranking_jax.data.scene_attributes import imbalance_ratios
 from ranking_jax.data.scene_attributes import make_scene_attribute_splits
 from ranking_jax.data.nuswide import NusWideSource
 from ranking_jax.data.nuswide import make_nuswide_splits
-from ranking_jax.data.scene_tags import MultilabelArraySource
 from ranking_jax.data.scene_tags import SceneTagsSource
 from ranking_jax.data.scene_tags import make_scene_tags_splits
 from ranking_jax.data.voc_multilabel import VocMultilabelSource
@@ -45,7 +44,7 @@ __all__ = [
     "prefetch", "read_difficulty_csv", "steps_per_epoch",
     "AttributeCSVSource", "CelebASource", "SceneAttributesSource", "imbalance_ratios",
     "make_attribute_csv_splits", "make_celeba_splits", "make_scene_attribute_splits",
-    "MultilabelArraySource", "NusWideSource", "SceneTagsSource", "VocMultilabelSource",
+    "NusWideSource", "SceneTagsSource", "VocMultilabelSource",
     "make_nuswide_splits", "make_scene_tags_splits", "make_voc2007_splits",
     "MemorabilitySource", "make_memorability_splits",
 ]

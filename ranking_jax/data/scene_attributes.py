@@ -46,7 +46,8 @@ rendered ``image_size``); object class ``k`` is :data:`ranking_jax.data.scenes.C
   smallest visible area (the earliest drawn on ties), ``k`` its class and ``s`` = 1 if it is striped.
 
 Entry points: :class:`SceneAttributesSource` (random access, renders on read), :func:`render_attribute_split`
-/ :class:`AttributeArraySource` (render a split once into ``uint8`` memory, optionally cached on disk),
+/ :class:`RenderedAttributes` (a split rendered once into ``uint8`` memory by
+:func:`ranking_jax.data.rendered.render`, optionally cached on disk),
 :func:`make_scene_attribute_splits`, :func:`attribute_labels` (labels without rendering),
 :func:`class_counts` and :func:`imbalance_ratios`.
 """
@@ -54,13 +55,11 @@ Entry points: :class:`SceneAttributesSource` (random access, renders on read), :
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from ranking_jax.data import rendered
 from ranking_jax.data import scenes as scenes_lib
 
 # Bump when a label definition changes: it is part of the on-disk cache key.
@@ -389,33 +388,22 @@ class SceneAttributesSource:
             "index": (indices % max(len(self), 1)).astype(np.int64)}
 
 
-class AttributeArraySource:
-  """In-memory images (``uint8``) and attribute labels: the rendered form of a split.
+class RenderedAttributes(rendered.ArraySource):
+  """A rendered split (:func:`ranking_jax.data.rendered.render`) that knows its attributes.
 
-  ``source[indices]`` returns ``{"image": float32 [n, H, W, 3] in [0, 1], "attributes": int32 [n, A],
-  "index": int64 [n]}``. (Same idea as :class:`ranking_jax.tasks.image_difficulty.ArraySource`, with
-  integer attribute labels instead of a difficulty.)
+  ``source[indices]`` returns ``{"image": float32 [n, H, W, 3] in [0, 1], "attributes": int32 [n, A]}``
+  (images stored as ``uint8``); ``names``, ``num_values`` and ``labels()`` as
+  :class:`SceneAttributesSource`.
 
-  Args:
-    images: ``uint8 [n, H, W, 3]``.
-    attributes: integer ``[n, A]`` labels.
-    specs: the :class:`AttributeSpec` of the ``A`` columns (gives ``names`` and ``num_values``).
-
-  >>> src = AttributeArraySource(np.zeros((3, 4, 4, 3), np.uint8), np.array([[0, 5], [1, 2], [0, 0]]),
-  ...                            select_attributes(["red", "visible_count"]))
+  >>> src = RenderedAttributes({"image": np.zeros((3, 4, 4, 3), np.uint8),
+  ...                           "attributes": np.array([[0, 5], [1, 2], [0, 0]], np.int32)},
+  ...                          select_attributes(["red", "visible_count"]))
   >>> len(src), src[np.array([1])]["attributes"].tolist(), src.num_values
   (3, [[1, 2]], (2, 9))
   """
 
-  def __init__(self, images: np.ndarray, attributes: np.ndarray, specs: Sequence[AttributeSpec]):
-    images = np.asarray(images)
-    attributes = np.asarray(attributes)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-      raise ValueError(f"`images` must be uint8 [n, H, W, 3], got {images.dtype} {images.shape}.")
-    if attributes.ndim != 2 or attributes.shape != (len(images), len(specs)):
-      raise ValueError(f"`attributes` must be [{len(images)}, {len(specs)}], got {attributes.shape}.")
-    self.images = images
-    self.attributes = attributes.astype(np.int32)
+  def __init__(self, arrays: Any, specs: Sequence[AttributeSpec]):
+    super().__init__(arrays)
     self.specs = tuple(specs)
 
   @property
@@ -427,59 +415,27 @@ class AttributeArraySource:
     return tuple(spec.num_values for spec in self.specs)
 
   def labels(self) -> np.ndarray:
-    return self.attributes
-
-  def __len__(self) -> int:
-    return len(self.images)
-
-  def __getitem__(self, indices: Any) -> dict[str, np.ndarray]:
-    indices = np.asarray(indices)
-    return {"image": self.images[indices].astype(np.float32) / np.float32(255.0),
-            "attributes": self.attributes[indices], "index": (indices % len(self)).astype(np.int64)}
+    return self.arrays["attributes"]
 
 
-def _cache_key(source: SceneAttributesSource) -> str:
+def render_attribute_split(source: SceneAttributesSource, *, cache_dir: str = "") -> RenderedAttributes:
+  """Renders every scene of ``source`` once with :func:`ranking_jax.data.rendered.render` (uint8 pixels,
+  progress line, optional disk cache ``cache_dir/scene_attributes_<hash>.npz`` keyed by every generator
+  option, the attribute list and :data:`LABELS_VERSION`)."""
   scenes = source.scenes
-  key = json.dumps([LABELS_VERSION, scenes.seed, scenes.offset, len(scenes), scenes.image_size,
-                    scenes.clutter_range, scenes.max_objects, source.names], sort_keys=True)
-  return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def render_attribute_split(source: SceneAttributesSource, *, cache_dir: str = "") -> AttributeArraySource:
-  """Renders every scene of ``source`` once into an :class:`AttributeArraySource` (uint8 pixels).
-
-  Rendering costs about 10 ms per 64 x 64 scene (40 s for 4 000 scenes on one core), too slow to redo at
-  every step on a CPU. With ``cache_dir`` the arrays are stored in
-  ``cache_dir/scene_attributes_<hash>.npz`` (keyed by every generator option, the attribute list and
-  :data:`LABELS_VERSION`) and reused. This duplicates
-  :func:`ranking_jax.tasks.image_difficulty.render_scenes` for integer attribute labels.
-  """
-  path = ""
-  if cache_dir:
-    path = os.path.join(cache_dir, f"scene_attributes_{_cache_key(source)}.npz")
-    if os.path.exists(path):
-      with np.load(path) as cached:
-        return AttributeArraySource(cached["images"], cached["attributes"], source.attributes)
-  size = source.scenes.image_size
-  images = np.zeros((len(source), size, size, 3), np.uint8)
-  labels = np.zeros((len(source), len(source.attributes)), np.int32)
-  for i in range(len(source)):
-    image, labels[i] = source.example(i)
-    images[i] = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-  result = AttributeArraySource(images, labels, source.attributes)
-  if path:
-    os.makedirs(cache_dir, exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(temporary, images=images, attributes=labels)
-    os.replace(temporary, path)  # atomic: concurrent runs never read a partial file
-  return result
+  arrays = rendered.render(
+      source, keys=("image", "attributes"), cache_dir=cache_dir,
+      cache_key=["scene_attributes", LABELS_VERSION, scenes.seed, scenes.offset, len(scenes), scenes.image_size,
+                 scenes.clutter_range, scenes.max_objects, list(source.names)],
+      name="scene_attributes", description=f"rendering {len(scenes)} scenes with attributes")
+  return RenderedAttributes(arrays.arrays, source.attributes)
 
 
 def make_scene_attribute_splits(num_train: int = 4000, num_validation: int = 1000, num_test: int = 2000, *,
                                 seed: int = 0, image_size: int = 64,
                                 attributes: Union[None, str, Sequence[str]] = None, render: bool = True,
                                 cache_dir: str = "", **scene_options: Any
-                                ) -> dict[str, Union[SceneAttributesSource, AttributeArraySource]]:
+                                ) -> dict[str, Union[SceneAttributesSource, RenderedAttributes]]:
   """Train / validation / test attribute sources over disjoint scene ranges of one generator seed.
 
   Args:
@@ -497,7 +453,7 @@ def make_scene_attribute_splits(num_train: int = 4000, num_validation: int = 100
   """
   scene_splits = scenes_lib.make_scenes_splits(num_train, num_validation, num_test, seed=seed,
                                                image_size=image_size, **scene_options)
-  out: dict[str, Union[SceneAttributesSource, AttributeArraySource]] = {}
+  out: dict[str, Union[SceneAttributesSource, RenderedAttributes]] = {}
   for split, scenes in scene_splits.items():
     source = SceneAttributesSource(scenes, attributes=attributes)
     out[split] = render_attribute_split(source, cache_dir=cache_dir) if render else source

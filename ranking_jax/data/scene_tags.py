@@ -137,20 +137,18 @@ Tags per image on those 4 000 scenes: mean 3.97, median 3, min 1, max 16; 70.9 %
 (images with 1, 2, ..., 8 tags: 326, 814, 925, 657, 438, 284, 214, 134; 208 with more); the most frequent tag
 is on 46.7 %, the rarest on 0.30 % and 3 tags on <= 0.5 %.
 
-:class:`SceneTagsSource` renders images on demand (deterministic in ``(seed, index)``);
-:func:`render_scene_tags` renders a source once into a :class:`MultilabelArraySource` (uint8 pixels,
-optionally cached as ``.npz``), which :func:`load_into_memory` also builds from any multilabel source
-(VOC, NUS-WIDE). :func:`tag_statistics` measures frequencies and tags per image.
+:class:`SceneTagsSource` renders images on demand (deterministic in ``(seed, index)``); render a source
+once into memory with :func:`ranking_jax.data.rendered.render` (uint8 pixels, optional ``.npz`` cache keyed
+by :meth:`SceneTagsSource.cache_key`), as ``ranking_jax.tasks.multilabel_annotation`` does.
+:func:`tag_statistics` measures frequencies and tags per image.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-import os
-from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -480,7 +478,7 @@ class SceneTagsSource:
     return self.scenes.image_size
 
   def cache_key(self) -> str:
-    """Every option that changes pixels or tags (the :func:`render_scene_tags` cache key)."""
+    """Every option that changes pixels or tags (a ``cache_key`` for :func:`ranking_jax.data.rendered.render`)."""
     s = self.scenes
     return json.dumps([TAGS_VERSION, s.seed, s.offset, len(s), s.image_size, s.clutter_range,
                        s.max_objects], sort_keys=True)
@@ -522,95 +520,6 @@ def make_scene_tags_splits(num_train: int = 4000, num_validation: int = 1000, nu
       "validation": SceneTagsSource(num_validation, seed=seed, offset=num_train, **options),
       "test": SceneTagsSource(num_test, seed=seed, offset=num_train + num_validation, **options),
   }
-
-
-class MultilabelArraySource:
-  """An in-memory multilabel source: uint8 images and multi-hot labels (plus any per-example arrays).
-
-  ``source[indices]`` returns ``image`` float32 ``[n, H, W, 3]`` in ``[0, 1]``, ``labels`` float32
-  ``[n, C]``, ``index`` int64 ``[n]`` and every array of ``extras`` indexed alike. Same role as
-  ``ranking_jax.tasks.image_difficulty.ArraySource`` (uint8 pixels, converted on read) for multi-hot labels.
-
-  >>> src = MultilabelArraySource(np.zeros((3, 4, 4, 3), np.uint8), np.eye(3))
-  >>> src[np.array([2, 0])]["labels"].tolist()
-  [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
-  """
-
-  def __init__(self, images: np.ndarray, labels: np.ndarray,
-               extras: Optional[Mapping[str, np.ndarray]] = None):
-    images = np.asarray(images)
-    labels = np.asarray(labels)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-      raise ValueError(f"`images` must be uint8 [n, H, W, 3], got {images.dtype} {images.shape}.")
-    if labels.ndim != 2 or labels.shape[0] != images.shape[0]:
-      raise ValueError(f"`labels` must be [{images.shape[0]}, C], got {labels.shape}.")
-    self.images = images
-    self.labels = labels.astype(np.float32)
-    self.extras = {key: np.asarray(value) for key, value in (extras or {}).items()}
-    for key, value in self.extras.items():
-      if value.shape[:1] != images.shape[:1]:
-        raise ValueError(f"extra {key!r} must have {images.shape[0]} rows, got shape {value.shape}.")
-
-  def __len__(self) -> int:
-    return len(self.labels)
-
-  def __getitem__(self, indices: Any) -> dict[str, np.ndarray]:
-    if isinstance(indices, slice):
-      indices = np.arange(len(self))[indices]
-    indices = np.asarray(indices)
-    out = {"image": self.images[indices].astype(np.float32) / np.float32(255.0),
-           "labels": self.labels[indices], "index": indices.astype(np.int64)}
-    out.update({key: value[indices] for key, value in self.extras.items()})
-    return out
-
-
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-  return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def load_into_memory(source: Any, *, chunk_size: int = 256, extra_keys: Sequence[str] = ()
-                     ) -> MultilabelArraySource:
-  """Reads every example of a multilabel source (``image`` in ``[0, 1]``, ``labels``) into memory once.
-
-  Images are stored as uint8 (4x smaller than float32; the rounding error is at most 1/510). Keys in
-  ``extra_keys`` (e.g. VOC's ``labels_no_difficult``) are kept too.
-  """
-  if len(source) == 0:
-    raise ValueError("the source is empty.")
-  images, labels = [], []
-  extras: dict[str, list[np.ndarray]] = {key: [] for key in extra_keys}
-  for start in range(0, len(source), chunk_size):
-    batch = source[np.arange(start, min(start + chunk_size, len(source)))]
-    images.append(_to_uint8(batch["image"]))
-    labels.append(np.asarray(batch["labels"], np.float32))
-    for key in extra_keys:
-      extras[key].append(np.asarray(batch[key]))
-  return MultilabelArraySource(np.concatenate(images), np.concatenate(labels),
-                               {key: np.concatenate(value) for key, value in extras.items()})
-
-
-def render_scene_tags(source: SceneTagsSource, *, chunk_size: int = 250, cache_dir: str = ""
-                      ) -> MultilabelArraySource:
-  """Renders every scene of ``source`` once into a :class:`MultilabelArraySource` (uint8 pixels).
-
-  Rendering costs ~7 ms per 64x64 scene plus ~3 ms for the tags, too slow to redo at every step on a CPU.
-  With ``cache_dir`` the arrays are stored in ``cache_dir/scene_tags_<hash>.npz`` (keyed by
-  :meth:`SceneTagsSource.cache_key`, which includes :data:`TAGS_VERSION`) and reused.
-  """
-  path = ""
-  if cache_dir:
-    digest = hashlib.sha256(source.cache_key().encode()).hexdigest()[:16]
-    path = os.path.join(cache_dir, f"scene_tags_{digest}.npz")
-    if os.path.exists(path):
-      with np.load(path) as cached:
-        return MultilabelArraySource(cached["images"], cached["labels"])
-  result = load_into_memory(source, chunk_size=chunk_size)
-  if path:
-    os.makedirs(cache_dir, exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(temporary, images=result.images, labels=result.labels)
-    os.replace(temporary, path)  # atomic: concurrent runs never read a partial file
-  return result
 
 
 class TagStatistics(NamedTuple):

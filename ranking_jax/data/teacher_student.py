@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ranking_jax.models.registry import register_model
+
 NUM_POINTS = 20000
 INPUT_DIM = 10
 HIDDEN_SIZES = (64, 64, 64, 64)
@@ -167,3 +169,9 @@ class ReluMLP(nn.Module):
     for width in self.hidden_sizes:
       h = nn.relu(nn.Dense(int(width))(h))
     return nn.Dense(1)(h)[..., 0]
+
+
+@register_model("relu_mlp")
+def relu_mlp(*, hidden_sizes: Sequence[int] = HIDDEN_SIZES) -> ReluMLP:
+  """The student :class:`ReluMLP` by name (``config.model.name = "relu_mlp"``)."""
+  return ReluMLP(hidden_sizes=tuple(int(h) for h in hidden_sizes))

@@ -25,6 +25,7 @@ memory is O(batch * n * block) in both the forward and the backward pass.
 """
 
 from ranking_jax.losses import pairs
+from ranking_jax.losses.average_precision import hinge_ap_loss
 from ranking_jax.losses.kendall import kendall_rank_loss
 from ranking_jax.losses.kendall import mse_loss
 from ranking_jax.losses.multilabel import multilabel_softmax_loss
@@ -44,7 +45,7 @@ from ranking_jax.losses.rectification import triplet_margin_loss
 from ranking_jax.losses.sorting import map_rank_loss
 from ranking_jax.losses.sorting import recall_rank_loss
 from ranking_jax.losses.sorting import spearman_loss
-from ranking_jax.losses.sorting import tie_averaged_ranks
+from ranking_jax.ranks import tie_averaged_ranks  # re-exported: the exact targets of spearman_loss
 from ranking_jax.losses.triplet import SBIR_TASK_WEIGHTS
 from ranking_jax.losses.triplet import attribute_prediction_loss
 from ranking_jax.losses.triplet import attribute_similarity_loss
@@ -55,7 +56,7 @@ from ranking_jax.losses.triplet import triplet_ranking_loss
 __all__ = [
     "HardMining", "SBIR_TASK_WEIGHTS", "attribute_prediction_loss", "attribute_similarity_loss",
     "class_level_hard_mining", "class_rectification_loss", "contrastive_loss", "fused_distance",
-    "histogram_loss", "instance_level_hard_mining", "kendall_rank_loss", "map_rank_loss",
+    "hinge_ap_loss", "histogram_loss", "instance_level_hard_mining", "kendall_rank_loss", "map_rank_loss",
     "minority_classes", "mse_loss", "multilabel_softmax_loss", "pairs", "pairwise_ranking_loss",
     "pairwise_row_sums", "pairwise_sum", "recall_rank_loss", "sbir_multitask_loss", "spearman_loss",
     "tie_averaged_ranks", "triplet_margin_loss", "triplet_ranking_loss", "warp_loss", "warp_loss_exact",

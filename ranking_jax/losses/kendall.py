@@ -2,7 +2,8 @@
 
 From *IDE RankNet: Estimating the difficulty of visual search in an image* (Ma, Zhang, Sun), section III.B.
 There the "list" is the whole mini-batch of images, so a 1-D ``scores`` array of shape ``[B]`` is one list;
-any leading axes are independent lists, as everywhere in :mod:`ranking_jax.losses`.
+any leading axes are independent lists, as everywhere in :mod:`ranking_jax.losses`. Scores and labels of any
+real dtype are computed in float32 (float64 for float64 scores); zero-size lists or batches give 0.
 """
 
 from __future__ import annotations
@@ -18,13 +19,6 @@ from ranking_jax.losses import pairs
 Array = jax.Array
 
 _LABEL_DIFFS = ("sgn", "hardtanh")
-
-
-def _accumulation_dtype(x: Array) -> jnp.dtype:
-  # bfloat16/float16 inputs are accumulated in float32; float64 (under x64) stays float64.
-  if jnp.issubdtype(x.dtype, jnp.floating):
-    return jnp.promote_types(x.dtype, jnp.float32)
-  return jnp.dtype(jnp.float32)
 
 
 def _check_inputs(scores: Array, labels: Array, weights: Optional[Array]) -> None:
@@ -88,7 +82,12 @@ def kendall_rank_loss(scores: Array, labels: Array, *, where: Optional[Array] = 
 
   Returns:
     The reduced loss, or per-list losses of shape ``scores.shape[:-1]`` if ``reduce_fn`` is ``None``;
-    float32 for float32/bfloat16 inputs.
+    float32 for any input dtype but float64 (then float64).
+
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if ``scores`` is 0-D, ``labels`` has another shape, ``where``/``weights`` do
+      not broadcast to it, ``label_diff`` is unknown or ``block_size`` < 1.
 
   >>> import jax.numpy as jnp
   >>> labels = jnp.array([1.0, 2.0, 3.0, 4.0])
@@ -105,7 +104,7 @@ def kendall_rank_loss(scores: Array, labels: Array, *, where: Optional[Array] = 
   _check_inputs(scores, labels, weights)
   if label_diff not in _LABEL_DIFFS:
     raise ValueError(f"`label_diff` must be one of {_LABEL_DIFFS}, got {label_diff!r}.")
-  dtype = _accumulation_dtype(scores)
+  dtype = utils.float_dtype(scores.dtype)
   mask = _valid_items(scores, labels, where)
   items = {"s": scores.astype(dtype), "y": labels.astype(dtype)}
   if weights is not None:
@@ -149,7 +148,12 @@ def mse_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
     reduce_fn: reduction over the valid items, or ``None``.
 
   Returns:
-    The reduced loss, or per-item losses; float32 for float32/bfloat16 inputs.
+    The reduced loss, or per-item losses; float32 for any input dtype but float64 (then float64).
+
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if ``scores`` is 0-D, ``labels`` has another shape, or ``where``/``weights`` do
+      not broadcast to it.
 
   >>> import jax.numpy as jnp
   >>> mse_loss(jnp.array([2.0, 4.0, 3.0]), jnp.array([2.0, 3.0, 4.0]))
@@ -160,7 +164,7 @@ def mse_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
   _check_inputs(scores, labels, weights)
-  dtype = _accumulation_dtype(scores)
+  dtype = utils.float_dtype(scores.dtype)
   mask = _valid_items(scores, labels, where)
   diff = utils.sanitize(scores.astype(dtype), mask) - utils.sanitize(labels.astype(dtype), mask)
   values = jnp.square(diff)

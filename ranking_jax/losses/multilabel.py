@@ -5,7 +5,8 @@ Each list is one image: ``scores[..., c]`` are the class scores :math:`f_j(x_i)`
 multi-hot (a label > 0 marks a positive class, any other valid class is a negative). ``where`` masks
 classes out; non-finite scores or labels count as masked. An image with no positive (or, for the ranking
 losses, no negative) class has nothing to rank: its loss is 0 with zero gradients and it is left out of
-``reduce_fn``, so a batch without any such image reduces to 0.
+``reduce_fn``, so a batch without any such image reduces to 0, as does a zero-size class or image axis.
+Scores of any real dtype are computed in float32 (float64 for float64 scores).
 
 The text of the paper is short; where it is silent we follow Weston, Bengio and Usunier, *WSABIE: Scaling
 Up to Large Vocabulary Image Annotation* (IJCAI 2011), which it cites for WARP; the docstrings say where.
@@ -47,10 +48,7 @@ def _prepare(scores: Array, labels: Array, where: Optional[Array],
     except ValueError:
       raise ValueError(f"`weights` must broadcast to the shape of `scores` {scores.shape}, got "
                        f"{jnp.shape(weights)}.") from None
-  if jnp.issubdtype(scores.dtype, jnp.floating):
-    dtype = jnp.promote_types(scores.dtype, jnp.float32)
-  else:
-    dtype = jnp.dtype(jnp.float32)
+  dtype = utils.float_dtype(scores.dtype)
   valid = utils.valid_mask(scores, where)
   if jnp.issubdtype(labels.dtype, jnp.inexact):
     valid = valid & jnp.isfinite(labels)
@@ -96,6 +94,11 @@ def multilabel_softmax_loss(scores: Array, labels: Array, *, where: Optional[Arr
   Returns:
     The reduced loss or per-image losses ``[...]``; images without a positive give 0 and are not counted.
 
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if ``scores`` is 0-D, ``labels`` has another shape, or
+      ``where``/``weights`` do not broadcast to it.
+
   >>> import jax.numpy as jnp
   >>> multilabel_softmax_loss(jnp.zeros(4), jnp.array([1, 0, 1, 0]))  # -log(1/4)
   Array(1.3862944, dtype=float32)
@@ -103,7 +106,8 @@ def multilabel_softmax_loss(scores: Array, labels: Array, *, where: Optional[Arr
   prep = _prepare(scores, labels, where, weights)
   s, valid = prep.scores, prep.valid
   any_valid = jnp.any(valid, axis=-1, keepdims=True)
-  shift = jax.lax.stop_gradient(jnp.max(jnp.where(valid, s, -jnp.inf), axis=-1, keepdims=True))
+  shift = jax.lax.stop_gradient(jnp.max(jnp.where(valid, s, -jnp.inf), axis=-1, keepdims=True,
+                                         initial=-jnp.inf))
   shift = jnp.where(any_valid, shift, jnp.zeros_like(shift))
   exp = jnp.where(valid, jnp.exp(s - shift), jnp.zeros_like(s))
   # A list without valid classes would take log(0); give it log(1) (its loss is zeroed below anyway).
@@ -159,6 +163,11 @@ def pairwise_ranking_loss(scores: Array, labels: Array, *, where: Optional[Array
   Returns:
     The reduced loss or per-image losses ``[...]``; images without a positive or a negative give 0 and
     are not counted.
+
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if ``scores`` is 0-D, ``labels`` has another shape, ``where``/``weights``
+      do not broadcast to it, or ``block_size`` < 1.
 
   >>> import jax.numpy as jnp
   >>> scores = jnp.array([2.0, 0.5, 1.0, -1.0])
@@ -221,6 +230,11 @@ def warp_loss_exact(scores: Array, labels: Array, *, where: Optional[Array] = No
   Returns:
     The reduced loss or per-image losses ``[...]``; images without a positive or a negative give 0 and
     are not counted.
+
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if ``scores`` is 0-D, ``labels`` has another shape, ``where``/``weights`` do
+      not broadcast to it, or ``block_size`` < 1.
 
   >>> import jax.numpy as jnp
   >>> scores = jnp.array([2.0, 0.5, 1.0, 0.0])
@@ -300,6 +314,11 @@ def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
     The reduced loss or per-image losses ``[...]``; images without a positive or a negative give 0 and
     are not counted.
 
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if ``scores`` is 0-D, ``labels`` has another shape, ``where``/``weights`` do not
+      broadcast to it, or ``num_trials``/``trials_per_step`` is not a positive int.
+
   >>> import jax, jax.numpy as jnp
   >>> scores = jnp.array([2.0, 0.5, 1.0, 0.0])
   >>> labels = jnp.array([1, 1, 0, 0])
@@ -332,7 +351,8 @@ def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
   negative_order = jnp.argsort(~prep.negative, axis=-1, stable=True)
   fixed_scores = jax.lax.stop_gradient(s)  # sampling only selects; the gradient flows below
   # Positives that no negative violates can never find one: don't keep drawing for them.
-  top_negative = jnp.max(jnp.where(prep.negative, fixed_scores, -jnp.inf), axis=-1, keepdims=True)
+  top_negative = jnp.max(jnp.where(prep.negative, fixed_scores, -jnp.inf), axis=-1, keepdims=True,
+                         initial=-jnp.inf)
   searching = prep.positive & (margin - fixed_scores + top_negative > 0)
 
   def sample_step(step, state):

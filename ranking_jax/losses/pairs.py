@@ -84,6 +84,11 @@ def pairwise_row_sums(pair_fn: PairFn, items: PyTree, *, where: Optional[Array] 
     A pytree with the structure of ``pair_fn``'s output, each leaf of shape ``[..., n]``: the row sums
     (0 for masked rows). Sum over the last axis for per-list totals (:func:`pairwise_sum`).
 
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if ``items`` is empty, 0-D or has leaves of different shapes, or
+      ``block_size`` < 1.
+
   Example, the number of discordant pairs of each list (each pair is counted from both ends):
 
   >>> import jax.numpy as jnp
@@ -179,8 +184,13 @@ def pairwise_sum(pair_fn: PairFn, items: PyTree, *, where: Optional[Array] = Non
 
   .. math:: S = \sum_{i, j \,:\, m_i \wedge m_j \wedge (i \ne j)} \mathrm{pair\_fn}(x_i, x_j)
 
-  Same arguments as :func:`pairwise_row_sums`; each output leaf has shape ``[...]``. To also get the
-  number of valid pairs, return it from ``pair_fn``:
+  Same arguments as :func:`pairwise_row_sums`; each output leaf has shape ``[...]`` (zeros for a
+  zero-size list).
+
+  Raises:
+    TypeError, ValueError: as :func:`pairwise_row_sums`.
+
+  To also get the number of valid pairs, return it from ``pair_fn``:
 
   >>> import jax.numpy as jnp
   >>> hinge_and_count = lambda r, c: (jnp.maximum(0.0, 1.0 - (r - c)), jnp.ones_like(r - c))

@@ -16,7 +16,9 @@ the L2 distances of the mined pairs and through the cross-entropy.
 
 Layout of the combined loss: ``logits [..., B, A, C]``, ``labels [..., B, A]``, ``features [..., B, A, D]``
 (one feature vector :math:`\mathbf{x}_{i,j}` per image ``i`` and attribute ``j``, as in the paper). The batch
-axis ``B`` is the "list": CRL profiles and mines within it. Leading axes are independent batches.
+axis ``B`` is the "list": CRL profiles and mines within it. Leading axes are independent batches. Scores,
+logits, features and distances of any real dtype are computed in float32 (float64 for float64 inputs); a
+zero-size batch, attribute, class or pair axis gives the value of a fully masked one (0).
 """
 
 from __future__ import annotations
@@ -58,12 +60,12 @@ class HardMining(NamedTuple):
 # Helpers.
 
 
-def _compute_dtype(*arrays: Array) -> jnp.dtype:
-  """float32 for low-precision (or integer) inputs, float64 when x64 inputs ask for it."""
-  dtype = jnp.float32
+def _compute_dtype(*arrays: Optional[Array]) -> jnp.dtype:
+  """The joint compute dtype (:func:`ranking_jax.utils.float_dtype`) of several inputs."""
+  dtype = jnp.dtype(jnp.float32)
   for x in arrays:
-    if x is not None and jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating):
-      dtype = jnp.promote_types(dtype, jnp.asarray(x).dtype)
+    if x is not None:
+      dtype = jnp.promote_types(dtype, utils.float_dtype(jnp.asarray(x).dtype))
   return dtype
 
 
@@ -85,7 +87,8 @@ def _check_top_k(top_k: int) -> None:
 def _batched(fn: Callable[..., Tuple[Array, ...]], core_ndims: Sequence[int], *args: Array):
   """Applies ``fn`` (written for unbatched args of ``core_ndims`` dims) over shared leading axes."""
   lead = jnp.shape(args[0])[:jnp.ndim(args[0]) - core_ndims[0]]
-  flat = [jnp.reshape(a, (-1,) + jnp.shape(a)[len(lead):]) for a in args]
+  # An explicit size, not -1: a zero-size axis would make -1 ambiguous.
+  flat = [jnp.reshape(a, (math.prod(lead),) + jnp.shape(a)[len(lead):]) for a in args]
   out = jax.vmap(fn)(*flat)
   return jax.tree_util.tree_map(lambda o: jnp.reshape(o, lead + o.shape[1:]), out)
 
@@ -156,6 +159,10 @@ def minority_classes(labels: Array, num_classes: int, *, where: Optional[Array] 
     Boolean ``[..., num_classes]``: True for the minority classes of each batch. For several attributes
     with labels ``[B, A]`` call ``minority_classes(labels.T, C)`` to get ``[A, C]``.
 
+  Raises:
+    TypeError: if ``labels`` is not an integer array or ``where`` is not boolean.
+    ValueError: if ``labels`` is 0-D or ``num_classes`` is not a positive int.
+
   >>> import jax.numpy as jnp
   >>> minority_classes(jnp.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 3]), 4)
   Array([False,  True, False, False], dtype=bool)
@@ -196,12 +203,6 @@ def _class_level_mining_1d(scores: Array, labels: Array, valid: Array, top_k: in
   return HardMining(anchors, positives, positive_mask, negatives, negative_mask)
 
 
-def _pairwise_sq_distances(features: Array) -> Array:
-  sq_norms = jnp.sum(features * features, axis=-1)
-  gram = features @ features.T
-  return jnp.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram, 0.0)
-
-
 def _instance_level_mining_1d(scores: Array, labels: Array, features: Array, valid: Array,
                               top_k: int) -> HardMining:
   num_samples, num_classes = scores.shape
@@ -210,7 +211,8 @@ def _instance_level_mining_1d(scores: Array, labels: Array, features: Array, val
   minority = _minority_classes_1d(labels, valid, num_classes)
   anchors = valid & minority[labels]
   predicted = jnp.argmax(scores, axis=-1)
-  distances = _pairwise_sq_distances(features)  # Ranking by squared distance = ranking by distance.
+  # Ranking by squared distance = ranking by distance; centred, so a common offset cannot cancel it.
+  distances = utils.squared_distances(features, features, x_where=valid, y_where=valid)
   same = labels[:, None] == labels[None, :]
   not_self = ~jnp.eye(num_samples, dtype=bool)
   # Eq. 6: same-class samples that the model misclassifies, farthest first.
@@ -223,7 +225,8 @@ def _instance_level_mining_1d(scores: Array, labels: Array, features: Array, val
 
 
 def _mining_inputs(scores: Array, labels: Array, where: Optional[Array]) -> Tuple[Array, Array, Array]:
-  scores = jnp.asarray(scores)
+  # Scores are promoted first: eq. 4 negates them, which would wrap for unsigned integer scores.
+  scores = utils.as_float(scores)
   labels = jnp.asarray(labels)
   _check_int("labels", labels)
   _check_bool("where", where)
@@ -278,6 +281,10 @@ def class_level_hard_mining(scores: Array, labels: Array, *, top_k: int,
   Returns:
     A :class:`HardMining` with ``[..., B]`` anchors and ``[..., B, K]`` indices and masks.
 
+  Raises:
+    TypeError: if ``labels`` is not an integer array or ``where`` is not boolean.
+    ValueError: if ``top_k`` is not a positive int or the shapes do not match.
+
   >>> import jax.numpy as jnp
   >>> p1 = jnp.array([.1, .2, .3, .4, .9, .8, .7])  # p(y = 1 | x_i)
   >>> m = class_level_hard_mining(jnp.stack([1 - p1, p1], -1), jnp.array([0, 0, 0, 0, 1, 1, 1]),
@@ -319,6 +326,10 @@ def instance_level_hard_mining(scores: Array, labels: Array, *, features: Array,
   Returns:
     A :class:`HardMining` with ``[..., B]`` anchors and ``[..., B, K]`` indices and masks.
 
+  Raises:
+    TypeError: if ``labels`` is not an integer array or ``where`` is not boolean.
+    ValueError: if ``top_k`` is not a positive int or the shapes do not match.
+
   >>> import jax.numpy as jnp
   >>> x = jnp.array([[0.], [1.], [5.], [2.], [3.], [4.], [6.]])
   >>> labels = jnp.array([1, 1, 1, 0, 0, 0, 0])
@@ -328,7 +339,7 @@ def instance_level_hard_mining(scores: Array, labels: Array, *, features: Array,
   (Array([2, 1], dtype=int32), Array([ True,  True], dtype=bool), Array([3, 4], dtype=int32))
   """
   _check_top_k(top_k)
-  features = jnp.asarray(features)
+  features = utils.as_float(features)
   utils.check_rank_at_least("features", features, 2)
   if features.shape[:-1] != jnp.shape(labels):
     raise ValueError(f"`features` must be [..., B, D] with `labels` [..., B]; got {features.shape} and "
@@ -346,12 +357,9 @@ def instance_level_hard_mining(scores: Array, labels: Array, *, features: Array,
 
 def _distance_inputs(name: str, distances: Array, where: Optional[Array],
                      where_name: str = "where") -> Tuple[Array, Array]:
-  distances = jnp.asarray(distances)
-  if not jnp.issubdtype(distances.dtype, jnp.floating):
-    raise TypeError(f"`{name}` must be a float array of distances, got dtype {distances.dtype}.")
+  distances = utils.as_float(distances)
   _check_bool(where_name, where)
-  mask = utils.valid_mask(distances, where)
-  return distances.astype(_compute_dtype(distances)), mask
+  return distances, utils.valid_mask(distances, where)
 
 
 def triplet_margin_loss(positive_distances: Array, negative_distances: Array, *, margin: float = 1.0,
@@ -376,6 +384,10 @@ def triplet_margin_loss(positive_distances: Array, negative_distances: Array, *,
 
   Returns:
     The loss; 0 when no triplet is valid.
+
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if the distances, ``where`` or ``weights`` do not broadcast together.
 
   >>> import jax.numpy as jnp
   >>> triplet_margin_loss(jnp.array([1.0, 2.0]), jnp.array([3.0, 2.5]), margin=1.0)
@@ -418,6 +430,10 @@ def contrastive_loss(distances: Array, similar: Array, *, margin: float = 1.0,
   Returns:
     The loss; 0 when no pair is valid.
 
+  Raises:
+    TypeError: if ``similar`` or ``where`` is not boolean.
+    ValueError: if ``similar``, ``where`` or ``weights`` do not broadcast to ``distances``.
+
   >>> import jax.numpy as jnp
   >>> contrastive_loss(jnp.array([1.0, 0.5]), jnp.array([True, False]), margin=1.0)
   Array(0.3125, dtype=float32)
@@ -452,7 +468,7 @@ def _soft_histogram(distances: Array, mask: Array, weights: Array, num_bins: int
     return hist.at[left].add(w * (1.0 - frac)).at[left + 1].add(w * frac)
 
   lead = distances.shape[:-1]
-  flat = lambda a: jnp.reshape(a, (-1, distances.shape[-1]))
+  flat = lambda a: jnp.reshape(a, (math.prod(lead), distances.shape[-1]))
   hist = jax.vmap(one_list)(flat(left), flat(frac), flat(w)).reshape(lead + (num_bins,))
   return utils.safe_divide(hist, total)
 
@@ -491,6 +507,11 @@ def histogram_loss(positive_distances: Array, negative_distances: Array, *,
 
   Returns:
     The loss in :math:`[0, 1]`.
+
+  Raises:
+    TypeError: if a mask is not boolean.
+    ValueError: if ``num_bins`` < 2, ``value_range`` is empty, the distances are 0-D or do not
+      share their leading axes, or a mask or weights do not broadcast to them.
 
   >>> import jax.numpy as jnp
   >>> histogram_loss(jnp.array([0.2, 0.4]), jnp.array([1.5, 1.8]), num_bins=5)
@@ -704,6 +725,11 @@ def class_rectification_loss(logits: Array, labels: Array, *, features: Array,
   Returns:
     The loss (float32, or float64 for float64 inputs); 0 for a fully masked batch.
 
+  Raises:
+    TypeError: if ``labels`` is not an integer array or ``where`` is not boolean.
+    ValueError: on an unknown ``kind``/``level``, a bad ``top_k``, ``num_classes`` or
+      ``margin``, or shapes that do not match.
+
   >>> import jax.numpy as jnp
   >>> labels = jnp.array([0, 0, 0, 0, 0, 0, 1, 1])[:, None]  # [B=8, A=1]: class 1 is the minority
   >>> logits = jnp.zeros((8, 1, 2))  # p = 1/2 everywhere: CE = log 2, every sample predicted as class 0
@@ -730,6 +756,10 @@ def class_rectification_loss(logits: Array, labels: Array, *, features: Array,
     raise ValueError(f"`features` must be [..., B, A, D] matching `labels` [..., B, A]; got "
                      f"{features.shape} and {labels.shape}.")
   num_attributes, max_classes = logits.shape[-2], logits.shape[-1]
+  if max_classes == 0 and num_classes is None:
+    # No class at all: every label is out of range, i.e. the batch is fully masked.
+    return utils.reduce_loss(jnp.zeros(labels.shape[:-2], _compute_dtype(logits, features)), reduce_fn,
+                             where=jnp.zeros(labels.shape[:-2], bool))
   if num_classes is None:
     num_classes = (max_classes,) * num_attributes
   elif isinstance(num_classes, int):

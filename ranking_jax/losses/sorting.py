@@ -11,7 +11,8 @@ gradient is zero).
 Conventions (see :mod:`ranking_jax.utils`): lists on the last axis, any leading batch axes; ``where``
 masks items; non-finite scores or labels count as masked; ``weights`` scale per-item terms;
 ``reduce_fn`` reduces the per-list losses over the lists that carry information (``None`` returns the
-per-list values). Computations run in float32 (float64 for float64 inputs), also for bfloat16 inputs.
+per-list values). Inputs may be boolean, integer or floating; computations run in float32 (float64
+for float64 inputs), also for bfloat16 inputs. Zero-size lists or batches reduce to 0.
 """
 
 from __future__ import annotations
@@ -56,40 +57,6 @@ def _apply_weights(values: Array, weights: Optional[Array]) -> Array:
   return values * jnp.broadcast_to(utils.as_float(weights), values.shape).astype(values.dtype)
 
 
-def tie_averaged_ranks(values: Array, *, where: Optional[Array] = None) -> Array:
-  r"""Exact 1-based ranks (rank 1 = largest value) with ties given the mean of the ranks they span.
-
-  This is the "fractional ranking" used by Spearman's :math:`\rho` with ties (``scipy.stats.rankdata``
-  on the negated values). Unlike :func:`ranking_jax.ranks.hard_ranks` it does not depend on the order of
-  tied items, so losses built on it are permutation invariant. O(n log n); masked or non-finite values
-  get rank 0 and do not count. Not differentiable (used for targets).
-
-  >>> import jax.numpy as jnp
-  >>> tie_averaged_ranks(jnp.array([0.1, 3.0, 0.1, 2.0]))
-  Array([3.5, 1. , 3.5, 2. ], dtype=float32)
-  """
-  values = utils.as_float(values)
-  utils.check_rank_at_least("values", values, 1)
-  mask = utils.valid_mask(values, where)
-  last = values.ndim - 1
-  n = values.shape[-1]
-  # Sort by decreasing value; masked items carry +inf keys and so sort last, in one group of their own.
-  keyed = jax.lax.stop_gradient(jnp.where(mask, -values, jnp.inf))
-  order = jnp.argsort(keyed, axis=-1, stable=True)
-  sorted_keys = jnp.take_along_axis(keyed, order, axis=-1)
-  position = jnp.broadcast_to(jnp.arange(n), values.shape)
-  differs = sorted_keys[..., 1:] != sorted_keys[..., :-1]
-  edge = jnp.ones(values.shape[:-1] + (1,), dtype=bool)
-  starts = jnp.concatenate([edge, differs], axis=-1)
-  ends = jnp.concatenate([differs, edge], axis=-1)
-  group_first = jax.lax.cummax(jnp.where(starts, position, 0), axis=last)
-  group_last = jax.lax.cummin(jnp.where(ends, position, n - 1), axis=last, reverse=True)
-  sorted_ranks = (group_first + group_last).astype(values.dtype) / 2 + 1
-  inverse = jnp.argsort(order, axis=-1, stable=True)
-  averaged = jnp.take_along_axis(sorted_ranks, inverse, axis=-1)
-  return jnp.where(mask, averaged, jnp.zeros_like(averaged))
-
-
 def spearman_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks.sigmoid_ranks,
                   where: Optional[Array] = None, weights: Optional[Array] = None,
                   reduce_fn: utils.ReduceFn = jnp.mean) -> Array:
@@ -126,6 +93,11 @@ def spearman_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
     The reduced loss, or per-list losses of shape ``scores.shape[:-1]``. A list with fewer than two
     valid items has loss 0 and is left out of the reduction; its gradient is zero.
 
+  Raises:
+    TypeError: if ``rank_fn`` is not callable or ``where`` is not boolean.
+    ValueError: if ``scores`` is 0-D, ``labels`` has another shape, ``where``/``weights`` do not
+      broadcast to it, or ``rank_fn`` returns ranks of another shape.
+
   >>> import jax.numpy as jnp
   >>> from ranking_jax.ranks import hard_ranks
   >>> scores = jnp.array([0.1, 0.4, 0.35, 0.8])
@@ -141,7 +113,7 @@ def spearman_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
   _check_lists("scores", scores, "labels", labels)
   mask = utils.valid_mask(scores, where) & jnp.isfinite(labels)
   predicted = _apply_rank_fn(rank_fn, utils.sanitize(scores, mask), mask)
-  target = jax.lax.stop_gradient(tie_averaged_ranks(utils.sanitize(labels, mask), where=mask))
+  target = jax.lax.stop_gradient(ranks.tie_averaged_ranks(utils.sanitize(labels, mask), where=mask))
   squared = jnp.where(mask, _apply_weights((predicted - target) ** 2, weights), 0.0)
   count = jnp.sum(mask, axis=-1).astype(scores.dtype)
   per_list = utils.safe_divide(6.0 * jnp.sum(squared, axis=-1), count * (count ** 2 - 1.0))
@@ -204,6 +176,11 @@ def map_rank_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
   Returns:
     The reduced loss or per-class losses (shape ``scores.shape[:-1]``). A class without positives has
     loss 0 and is skipped; a class without negatives has loss 0 (it is perfectly ranked).
+
+  Raises:
+    TypeError: if ``rank_fn`` is not callable or ``where`` is not boolean.
+    ValueError: if ``form`` is unknown, ``scores`` is 0-D, ``labels`` has another shape,
+      ``where``/``weights`` do not broadcast to it, or ``rank_fn`` returns another shape.
 
   >>> import jax.numpy as jnp
   >>> from ranking_jax.ranks import hard_ranks
@@ -282,6 +259,12 @@ def recall_rank_loss(similarities: Array, relevance: Array, *,
   Returns:
     The reduced loss or per-query losses (shape ``similarities.shape[:-1]``); a query without relevant
     or without irrelevant items has loss 0 and is left out of the reduction.
+
+  Raises:
+    TypeError: if ``rank_fn`` is not callable or ``where`` is not boolean.
+    ValueError: if ``k`` is not a positive int, ``similarities`` is 0-D, ``relevance`` has
+      another shape, ``where``/``weights`` do not broadcast, or ``rank_fn`` returns another
+      shape.
 
   >>> import jax.numpy as jnp
   >>> from ranking_jax.ranks import hard_ranks

@@ -9,7 +9,9 @@ Conventions: features and attribute logits lie on the last axis; the leading axe
 samples), and ``where``/``weights`` of the triplet losses have that leading shape. A triplet whose
 inputs hold a non-finite value counts as masked (loss 0, zero gradients). Attribute predictions are
 passed as logits and all cross-entropies are computed from logits, so they stay finite for saturated
-predictions. Computations run in float32 (float64 for float64 inputs), also for bfloat16 inputs.
+predictions. Inputs may be boolean, integer or floating; computations run in float32 (float64 for
+float64 inputs), also for bfloat16 inputs. Zero triplets (or zero attributes) give 0, like a fully masked
+batch.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ def _attribute_cross_entropy(target_logits: Array, predicted_logits: Array) -> A
   \mathrm{softplus}(b)`, finite for any finite logits.
   """
   target = jax.nn.sigmoid(target_logits)
-  return jnp.mean(target * jax.nn.softplus(-predicted_logits)
-                  + (1.0 - target) * jax.nn.softplus(predicted_logits), axis=-1)
+  terms = target * jax.nn.softplus(-predicted_logits) + (1.0 - target) * jax.nn.softplus(predicted_logits)
+  # Zero attributes: 0 (not the 0/0 of a mean), like a fully masked attribute set.
+  return jnp.sum(terms, axis=-1) / max(terms.shape[-1], 1)
 
 
 def _check_triplet(names: Tuple[str, ...], *arrays: Array) -> None:
@@ -112,6 +115,11 @@ def triplet_ranking_loss(anchor: Array, positive: Array, negative: Array, *, mar
 
   Returns:
     The reduced loss (0 if no triplet is valid) or per-triplet losses of shape ``anchor.shape[:-1]``.
+
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if the features are 0-D or of different shapes, or ``where``/``weights``
+      do not broadcast to the triplets' leading shape.
 
   >>> import jax.numpy as jnp
   >>> sketch = jnp.array([[0.0, 0.0], [0.0, 0.0]])
@@ -157,6 +165,11 @@ def attribute_prediction_loss(logits: Array, attributes: Array, *, where: Option
 
   Returns:
     The reduced loss or per-sample losses of shape ``logits.shape[:-1]``.
+
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if ``logits`` is 0-D, ``attributes`` has another shape, or
+      ``where``/``weights`` do not broadcast to it.
 
   >>> import jax.numpy as jnp
   >>> attribute_prediction_loss(jnp.array([[0.0, 100.0]]), jnp.array([[1.0, 0.0]]))
@@ -212,6 +225,11 @@ def attribute_similarity_loss(anchor_logits: Array, positive_logits: Array,
 
   Returns:
     The reduced loss or per-triplet losses of shape ``anchor_logits.shape[:-1]``.
+
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if the logits are 0-D or of different shapes, or ``where``/``weights``
+      do not broadcast to the triplets' leading shape.
 
   >>> import jax.numpy as jnp
   >>> sketch = jnp.array([[20.0, -20.0]])   # confident: attribute 0 present, 1 absent
@@ -288,6 +306,11 @@ def sbir_multitask_loss(
     ``"attribute_ranking"``, ``"sketch_attributes"``, ``"positive_attributes"``,
     ``"negative_attributes"`` and ``"weight_decay"`` (:math:`\lVert\theta\rVert_2^2`, 0 without
     ``params``), for logging.
+
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: on inconsistent shapes, an unknown ``attribute_ranking`` or task weight, or
+      ``params`` given with ``reduce_fn=None``.
 
   >>> import jax.numpy as jnp
   >>> features = jnp.zeros((2, 4))
@@ -371,6 +394,10 @@ def fused_distance(sketch_features: Array, photo_features: Array, sketch_logits:
     Distances ``[..., Q, G]``. A pair involving a non-finite feature or logit gets ``+inf`` (never
     retrieved first); gradients stay finite.
 
+  Raises:
+    ValueError: if an input has fewer than 2 dimensions, the feature sizes or attribute
+      counts differ, or logits and features of one side have different leading shapes.
+
   >>> import jax.numpy as jnp
   >>> sketches = jnp.array([[0.0, 0.0]])
   >>> photos = jnp.array([[1.0, 0.0], [0.0, 2.0]])
@@ -400,11 +427,9 @@ def fused_distance(sketch_features: Array, photo_features: Array, sketch_logits:
                                     for x in (sketch_features, sketch_logits))
   photo_features, photo_logits = (_sanitize_rows(x, photo_valid) for x in (photo_features, photo_logits))
   highest = jax.lax.Precision.HIGHEST
-  # ||s - p||^2 = ||s||^2 + ||p||^2 - 2 s.p: one matmul instead of a [Q, G, d] difference tensor.
-  cross = jnp.einsum("...qd,...gd->...qg", sketch_features, photo_features, precision=highest)
-  squared = (jnp.sum(sketch_features ** 2, axis=-1)[..., :, None]
-             + jnp.sum(photo_features ** 2, axis=-1)[..., None, :] - 2.0 * cross)
-  squared = jnp.maximum(squared, 0.0)
+  # One matmul instead of a [Q, G, d] difference tensor, on centred features (translation invariant).
+  squared = utils.squared_distances(sketch_features, photo_features, x_where=sketch_valid,
+                                    y_where=photo_valid)
   target = jax.nn.sigmoid(sketch_logits)
   num_attributes = sketch_logits.shape[-1]
   entropy = (jnp.einsum("...qn,...gn->...qg", target, jax.nn.softplus(-photo_logits), precision=highest)

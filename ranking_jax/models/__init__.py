@@ -20,6 +20,8 @@ from ranking_jax.models.registry import register_model
 from ranking_jax.models.resnet import ResNet
 from ranking_jax.models import sorter_model  # registers "sorter"
 from ranking_jax.models import sketch_net  # registers "sketch_triplet_net"
+from ranking_jax.data import teacher_student  # registers "relu_mlp" (SoDeep synthetic mAP student)
+from ranking_jax.models import memorability  # registers "memorability_regressor" (SoDeep Spearman)
 from ranking_jax.models.vgg import VGG
 from ranking_jax.models.weights import from_torchvision
 from ranking_jax.models.weights import load_backbone_weights

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ranking_jax import metrics
 from ranking_jax import ranks as ranks_lib
 from ranking_jax import types
 
@@ -42,27 +43,6 @@ def l1_error(rank_fn: types.RankFn, scores: np.ndarray, targets: np.ndarray, *, 
   return total / targets.size
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-  """Ascending 1-based ranks along the last axis with ties averaged (as scipy.stats.rankdata)."""
-  order = np.argsort(x, axis=-1, kind="stable")
-  sorted_x = np.take_along_axis(x, order, axis=-1)
-  out = np.empty_like(x, dtype=np.float64)
-  for row in range(x.shape[0]):
-    values, first, counts = np.unique(sorted_x[row], return_index=True, return_counts=True)
-    del values
-    average = first + (counts + 1) / 2.0
-    out[row, order[row]] = np.repeat(average, counts)
-  return out
-
-
-def spearman_rho(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Per-row Spearman correlation (Pearson correlation of tie-averaged ranks)."""
-  ra, rb = _average_ranks(np.asarray(a)), _average_ranks(np.asarray(b))
-  ra -= ra.mean(-1, keepdims=True)
-  rb -= rb.mean(-1, keepdims=True)
-  return (ra * rb).sum(-1) / np.sqrt((ra * ra).sum(-1) * (rb * rb).sum(-1))
-
-
 def spearman_gain(rank_fn: types.RankFn, *, seed: int = 0, num_lists: int = 500, length: int = 100,
                   step_size: float = 0.3) -> float:
   r"""One-step Spearman gain: how much one normalised gradient step through ``rank_fn`` helps.
@@ -86,7 +66,7 @@ def spearman_gain(rank_fn: types.RankFn, *, seed: int = 0, num_lists: int = 500,
   norms = np.linalg.norm(g, axis=-1, keepdims=True)
   g = np.where(norms > 0, g * np.sqrt(length) / np.where(norms > 0, norms, 1.0), 0.0)
   s_new = s - step_size * s.std(-1, keepdims=True) * g
-  return float(np.mean(spearman_rho(s_new, y) - spearman_rho(s, y)))
+  return float(np.mean(metrics.spearman_rho(s_new, y) - metrics.spearman_rho(s, y)))
 
 
 def figure5_curve(rank_fn: types.RankFn, *, seed: int = 0, length: int = 100, step: float = 0.001

@@ -52,7 +52,8 @@ class LSTMSorter(nn.Module):
     head: ``"position"`` (a shared affine map per position; variable length with masks) or ``"dense"``
       (the authors' map from all ``d x 2H`` features to ``d`` outputs; needs ``length``).
     length: the fixed list length for ``head="dense"``.
-    standardize_inputs: standardise each list first (scale/shift invariance; the authors feed raw scores).
+    standardize_inputs: standardise each list first (:func:`ranking_jax.utils.standardize`: invariant to
+      the scale and shift of the scores at any magnitude; the authors feed raw scores).
   """
   hidden_size: int = 128
   num_layers: int = 2
@@ -99,7 +100,7 @@ class CNNSorter(nn.Module):
     length: the list length ``d``.
     features: channels of the 8 blocks.
     kernel_sizes: kernel widths of the 8 blocks (their sum minus 8 must be < ``length``).
-    standardize_inputs: standardise each list first.
+    standardize_inputs: standardise each list first (:func:`ranking_jax.utils.standardize`).
   """
   length: int = 100
   features: Sequence[int] = (8, 16, 32, 64, 96, 128, 128, 128)

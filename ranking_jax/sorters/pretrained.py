@@ -41,8 +41,11 @@ class SorterRankFn:
     max_length: the longest list it serves (the training length ``d_max``).
     metadata: free-form description (training command, measured L1, ...).
 
-  Lists lie on the last axis with any leading axes. Non-finite scores count as masked. Lists longer
-  than ``max_length`` (or, for fixed-length sorters, of any other length) raise a ValueError.
+  Lists lie on the last axis with any leading axes; scores of any real dtype are computed, and ranks
+  returned, in float32 (float64 for float64 scores). Non-finite scores count as masked; a zero-size
+  list or batch gives an empty result. Lists longer than ``max_length`` (or, for fixed-length sorters,
+  of any other length) raise a ValueError. Sorters that standardise their inputs (the default) give the
+  same ranks for any positive scale and any shift of a list's scores.
 
   >>> import jax, jax.numpy as jnp
   >>> from ranking_jax.sorters import models
@@ -68,15 +71,16 @@ class SorterRankFn:
       raise ValueError(f"This sorter serves lists of length <= {self.max_length}, got shape "
                        f"{scores.shape}.")
     mask = utils.valid_mask(scores, where)
-    dtype = scores.dtype if jnp.issubdtype(scores.dtype, jnp.floating) else jnp.float32
-    # Accumulate in float32 at least (bfloat16 in, bfloat16 out); float64 stays float64.
-    compute_dtype = jnp.promote_types(dtype, jnp.float32)
-    flat = utils.sanitize(scores, mask).astype(compute_dtype).reshape(-1, n)
+    # Ranks follow the rank-function dtype rule: float32, or float64 for float64 scores.
+    dtype = utils.float_dtype(scores.dtype)
+    if scores.size == 0:
+      return jnp.zeros(scores.shape, dtype)
+    flat = utils.sanitize(utils.as_float(scores), mask).reshape(-1, n)
     flat_mask = mask.reshape(-1, n)
     # Frozen: constants for autodiff, and BatchNorm on its running statistics (train=False).
     variables = jax.lax.stop_gradient(self.variables)
     normalised = self.module.apply(variables, flat, flat_mask, train=False)
-    count = jnp.sum(flat_mask, axis=-1, keepdims=True).astype(compute_dtype)
+    count = jnp.sum(flat_mask, axis=-1, keepdims=True).astype(dtype)
     ranks = jnp.where(flat_mask, normalised * count, 0.0)
     return ranks.reshape(scores.shape).astype(dtype)
 

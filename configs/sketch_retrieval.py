@@ -1,0 +1,158 @@
+r"""FG-SBIR multi-task attribute-driven ranking: every row of the paper's Tables 1-4.
+
+*Deep Multi-task Attribute-driven Ranking for Fine-grained Sketch-based Image Retrieval* (Song, Song,
+Xiang, Hospedales, Ruan, BMVC 2016).
+
+Launch (embedded procedural shoes, no download, CPU)::
+
+  python -m experiments.sketch_retrieval --config=configs/sketch_retrieval.py:mtl \
+      --workdir=/tmp/rj-runs/sketch_retrieval/mtl_s0
+  python -m experiments.sketch_retrieval --config=configs/sketch_retrieval.py:triplet \
+      --workdir=/tmp/rj-runs/sketch_retrieval/triplet_s0
+  # real QMUL-Shoe (files from https://github.com/yuqian1023/Deep_SBIR_tf, data/shoes/)
+  python -m experiments.sketch_retrieval --config=configs/sketch_retrieval.py:triplet,shoes \
+      --config.data.data_dir=$HOME/data/qmul_shoes --workdir=/tmp/rj-runs/sketch_retrieval/triplet_shoes_s0
+  # variants with automatic triplets / attribute prediction on QMUL need attribute labels:
+  #   --config.data.attributes_file=shoes_attributes.csv   (format: ranking_jax/data/qmul.py)
+  # Tables 1-4 across runs:
+  python -m experiments.sketch_retrieval_tables --runs='/tmp/rj-runs/sketch_retrieval/*'
+
+Variants (``get_config("<variant>[,shoes|,chairs][,smoke]")``; ``--config.seed=N`` for seeds):
+
+* Table 1: ``mtl`` (full model: automatic triplets, hard sampling, AP + AR), ``triplet`` (the triplet
+  baseline of Yu et al. [19]: human triplets as annotated, no side tasks);
+* Table 2: ``no_ap``, ``no_ar``, ``no_ap_ar`` (``mtl`` without attribute prediction / ranking / both);
+* Table 3: ``auto_exhaustive``, ``auto_hard`` (= ``mtl``), ``human_optimised_exhaustive``,
+  ``human_optimised_hard`` (Bradley-Terry ranking of the human triplets), ``human_original`` (the human
+  triplets as annotated, with AP + AR);
+* Table 4: ``easy``, ``medium``, ``hard`` (= ``mtl``): automatic triplets of rank distance > 3, 2-3, 1;
+* modifiers: ``shoes`` / ``chairs`` (real QMUL V1 from ``config.data.data_dir``; without an attribute
+  file the automatic-triplet variants refuse with ``AttributesNotFoundError`` and the human-triplet
+  variants run without AP, which the report notes), ``smoke`` (tiny, 2 steps, for tests).
+
+Paper vs. ours. Loss weights (eq. 5) (lambda_a, lambda_s, lambda_p+, lambda_p-) = (1, 0.01, 0.01, 0.01),
+margin 1, fused test distance (eq. 6) with lambda_a = 1, weight decay 5e-4: as the paper. Paper:
+Sketch-a-Net on 225x225 crops of 256x256 images with flips, batch 128, 25 000 iterations, lr 1e-3, after
+three pre-training stages (ImageNet, TU-Berlin, triplets). Ours (CPU): the ``small`` Sketch-a-Net layout
+(0.4 M parameters + heads; no ReLU on the embedding, see ``config.model``) on random 64x64 crops (with
+flips) of 72x72 images, centre crops at test, batch 32 triplets, AdamW lr 1e-3 with cosine decay, 400
+steps: stage 1 = 100 steps of cross-domain instance classification on the training pairs
+(``config.pretrain``, see ``ranking_jax/tasks/sketch_retrieval.py``), then 300 steps of eq. 5. Data:
+304 / 115 train / test pairs (QMUL-Shoe's sizes; QMUL-Chair: 200 / 97). Time: about 12 minutes per
+variant on the shared 2-core CPU under load ~15-20 (~20 triplets/s; about 1 minute of it compiling);
+estimated 3-4 minutes on an idle 2-core machine.
+
+Measured (docs/results/sketch_retrieval.md): see there for every run, its command and time.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs import base
+
+TABLE1 = ("mtl", "triplet")
+TABLE2 = ("no_ap", "no_ar", "no_ap_ar")
+TABLE3 = ("auto_exhaustive", "auto_hard", "human_optimised_exhaustive", "human_optimised_hard",
+          "human_original")
+TABLE4 = ("easy", "medium", "hard")
+VARIANTS = TABLE1 + TABLE2 + TABLE3 + TABLE4
+
+# variant: (triplet generation, sampling, attribute prediction (AP), attribute ranking (AR)).
+VARIANT_SPECS = {
+    "mtl": ("auto", "hard", True, True),
+    "triplet": ("human", "all", False, False),
+    "no_ap": ("auto", "hard", False, True),
+    "no_ar": ("auto", "hard", True, False),
+    "no_ap_ar": ("auto", "hard", False, False),
+    "auto_exhaustive": ("auto", "exhaustive", True, True),
+    "auto_hard": ("auto", "hard", True, True),
+    "human_optimised_exhaustive": ("human_optimised", "exhaustive", True, True),
+    "human_optimised_hard": ("human_optimised", "hard", True, True),
+    "human_original": ("human", "all", True, True),
+    "easy": ("auto", "easy", True, True),
+    "medium": ("auto", "medium", True, True),
+    "hard": ("auto", "hard", True, True),
+}
+
+# The paper's task weights (Sec. 3.1).
+LAMBDA_A, LAMBDA_S, LAMBDA_P_POS, LAMBDA_P_NEG = 1.0, 0.01, 0.01, 0.01
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The config of ``"<variant>[,shoes|,chairs][,smoke]"``."""
+  arg = base.parse_arg(arg, default="mtl", variants=VARIANTS, modifiers=("shoes", "chairs", "smoke"))
+  if arg.shoes and arg.chairs:
+    raise ValueError("give at most one of the modifiers shoes and chairs.")
+  variant = arg.variant
+  generation, sampling, ap, ar = VARIANT_SPECS[variant]
+  real = arg.shoes or arg.chairs
+
+  config = base.get_base_config()
+  config.variant = variant
+  config.seed = 0
+  config.batch_size = 32  # triplets (x3 images)
+  config.eval_batch_size = 240
+  config.loss_scope = "global"
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "qmul" if real else "sketches"
+  config.data.category = "chairs" if arg.chairs else "shoes"
+  config.data.seed = 0
+  config.data.image_size = 72
+  config.data.crop_size = 64
+  config.data.flip = True
+  config.data.num_train = 304  # embedded only (QMUL's sizes come from the files)
+  config.data.num_test = 115
+  config.data.cache_dir = ""
+  config.data.data_dir = ""  # QMUL folder
+  config.data.attributes_file = ""  # QMUL attribute labels (format: ranking_jax/data/qmul.py)
+
+  config.triplets = ml_collections.ConfigDict()
+  config.triplets.generation = generation
+  config.triplets.sampling = sampling
+  # Simulated human annotators on embedded data (QMUL-Shoe: 3 per training sketch, majority agreement 0.89).
+  config.triplets.num_annotators = 3
+  config.triplets.annotator_temperature = 0.35
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "sketch_triplet_net"
+  # No ReLU on the embedding (the paper has one): with it the embedding died (all zeros, triplet loss stuck at
+  # the margin 1.0) in a first 400-step run from random init.
+  config.model.kwargs = ml_collections.ConfigDict(
+      {"size": "small", "dropout_rate": 0.5, "embedding_relu": False, "batch_norm": False})
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.margin = 1.0  # Delta of eq. 1
+
+  config.pretrain = ml_collections.ConfigDict()
+  config.pretrain.steps = 100  # stage 1: cross-domain instance classification
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.attribute_weight = 1.0  # lambda_a of eq. 6
+
+  config.multitask.name = "weighted"
+  config.multitask.weights = ml_collections.ConfigDict({
+      "triplet": 1.0, "attribute_ranking": LAMBDA_A if ar else 0.0,
+      "sketch_attributes": LAMBDA_S if ap else 0.0, "positive_attributes": LAMBDA_P_POS if ap else 0.0,
+      "negative_attributes": LAMBDA_P_NEG if ap else 0.0, "pretrain": 1.0})
+
+  config.optimizer.update(name="adamw", learning_rate=1e-3, weight_decay=5e-4)
+  config.optimizer.schedule.update(name="cosine", warmup_steps=20, final_fraction=0.0)
+  base.set_duration(config, "total", steps=400)
+  base.set_duration(config, "eval_every", steps=0)
+  base.set_duration(config, "checkpoint_every", steps=200)
+  config.log_every_steps = 25
+
+  if arg.smoke:
+    config.data.update(image_size=40, crop_size=32, num_train=12, num_test=10)
+    config.batch_size = 8
+    config.eval_batch_size = 20
+    config.pretrain.steps = 1
+    config.model.kwargs.update({"widths": (4, 4, 8, 8, 8), "fc_features": 16, "embedding_dim": 8,
+                                "attribute_hidden": 8})
+    config.optimizer.schedule.warmup_steps = 0
+    base.set_duration(config, "total", steps=2)
+    base.set_duration(config, "checkpoint_every", steps=0)
+    config.log_every_steps = 1
+  return config

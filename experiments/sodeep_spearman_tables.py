@@ -1,0 +1,61 @@
+"""Aggregates SoDeep Spearman runs: test rho per variant (mean ± std over seeds) beside the paper, and curves.
+
+  python -m experiments.sodeep_spearman_tables --runs='/tmp/rj-runs/sodeep_spearman/*' --out=docs/results
+
+Reads every ``results.json`` matching ``--runs`` (``reporting.collect_runs``), prints the markdown table and
+writes ``<out>/sodeep_spearman_validation_rho.png`` (validation rho against steps, one line per run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ranking_jax import reporting
+from ranking_jax.tasks import sodeep_spearman
+
+_ORDER = ("mse", "l1", "spearman_lstm", "spearman_cnn", "spearman_handcrafted",
+          "spearman_handcrafted_standardized", "spearman_soft_ranks")
+
+
+def summary_rows(runs: list[dict]) -> list[dict]:
+  """One row per variant: test rho over seeds (mean ± std), the seeds, the paper's figure, and the CNN note."""
+  by_variant: dict[str, list[dict]] = {}
+  for run in runs:
+    by_variant.setdefault(run["report"]["variant"], []).append(run["report"])
+  rows = []
+  for variant in sorted(set(by_variant) | {"spearman_cnn"},
+                        key=lambda v: _ORDER.index(v) if v in _ORDER else len(_ORDER)):
+    paper = sodeep_spearman.PAPER_RESULTS.get(variant)
+    reports = by_variant.get(variant, [])
+    rows.append({
+        "variant": variant,
+        "rho": (reporting.mean_pm_std([r["spearman_rho"] for r in reports], ".4f") if reports
+                else sodeep_spearman.CNN_NOTE if variant == "spearman_cnn" else "not run"),
+        "seeds": ", ".join(str(r["seed"]) for r in reports) or "-",
+        "steps": reports[0]["steps"] if reports else None,
+        "paper": None if paper is None else paper[0], "paper_row": None if paper is None else paper[1]})
+  return rows
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--runs", required=True, help="glob of work directories")
+  parser.add_argument("--out", default="docs/results", help="folder for the PNG")
+  args = parser.parse_args()
+  runs = [r for r in reporting.collect_runs(args.runs) if "report" in r]
+  columns = (reporting.Column("variant"), reporting.Column("rho", "test Spearman rho (mean ± std)"),
+             reporting.Column("seeds"), reporting.Column("steps"),
+             reporting.Column("paper", "paper rho x100", ".1f"), reporting.Column("paper_row", "paper row"))
+  print(reporting.markdown_table(summary_rows(runs), columns))
+  curves: dict[str, list] = {}
+  for run in sorted(runs, key=lambda r: r["report"]["variant"]):
+    report = run["report"]
+    curves.setdefault(report["variant"], []).append((report["validation_steps"], report["validation_rho"]))
+  path = os.path.join(args.out, "sodeep_spearman_validation_rho.png")
+  sodeep_spearman.plot_validation_curves(curves, path)
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()

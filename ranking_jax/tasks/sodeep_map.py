@@ -1,0 +1,315 @@
+r"""SoDeep's mAP experiment (§4.2.2, Table 4) as a trainer :class:`~ranking_jax.train.Task`.
+
+*SoDeep: a Sorting Deep net to learn ranking loss surrogates* (Engilberge et al., CVPR 2019) trains a
+WILDCAT multi-label classifier (ResNet-101) on PASCAL VOC 2007 with the multi-label soft-margin loss alone
+(the WILDCAT* row, 93.2 mAP) and with the soft-margin loss plus the mAP rank loss of eq. 7 computed by the
+learned sorter on each class's list of batch scores (94.0 mAP):
+
+.. math::
+
+   \mathcal{L} = \mathcal{L}_\text{soft-margin} + \lambda\,\mathcal{L}_\text{mAP}, \qquad
+   \mathcal{L}_\text{mAP} = \frac1C \sum_c \mathcal{L}_c(f(\mathbf{y}_c), \mathbf{y}^*_c)
+
+(:func:`ranking_jax.losses.map_rank_loss`: classes on the list axis, the batch's images as items, so
+``scores [C, B]``; ``config.multitask.weights.map`` is :math:`\lambda`, 1 by default). The sorter
+:math:`f` is the shipped LSTM (``lstm_h64_d100``, lists of <= 100 items, hence batches <= 100) or the soft
+ranks of Blondel et al. (ours).
+
+Data (``config.data.name``): ``"scenes"``, the embedded procedural scenes (:mod:`ranking_jax.data.scenes`)
+with their visible-object classes merged into the **16 distinct kinds** (classes 16-19 of
+``scenes.CLASS_NAMES`` repeat the shape and colour of classes 0-3, so their pixels cannot tell them apart:
+see :func:`scene_kind_matrix`); or ``"voc2007"``, TFDS ``voc/2007`` (trainval minus a hold-out for training,
+the 4 952-image test split; the VOC protocol: an image whose only objects of a class are *difficult* is
+left out of that class's AP).
+
+Metrics: mAP over the classes with the VOC 2007 11-point interpolated AP (``map_voc07``, the paper's
+figure) and with the exact AP (``map``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ranking_jax import metrics as metrics_lib
+from ranking_jax import models
+from ranking_jax import ranks
+from ranking_jax import reporting
+from ranking_jax import train
+from ranking_jax.data import pipeline
+from ranking_jax.data import rendered
+from ranking_jax.data import scenes as scenes_lib
+from ranking_jax.losses import sorting
+
+Batch = dict[str, np.ndarray]
+
+# The paper's Table 4 (VOC 2007 test mAP, %, WILDCAT on ResNet-101): (mAP, row).
+PAPER_RESULTS: dict[str, tuple[float, str]] = {
+    "soft_margin": (93.2, "Table 4, WILDCAT* (soft-margin loss only)"),
+    "soft_margin_map_lstm": (94.0, "Table 4, WILDCAT* + SoDeep loss"),
+}
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def scene_kind_matrix() -> tuple[np.ndarray, tuple[str, ...]]:
+  """``([20, K] 0/1 matrix, K kind names)``: each scene class onto its distinct (shape, colour) kind.
+
+  The scenes' classes 16-19 have the shape and colour of classes 0-3 (``scenes.CLASS_SHAPE`` and
+  ``CLASS_COLOUR``), so an image cannot distinguish them; their labels are merged (logical or).
+
+  >>> matrix, names = scene_kind_matrix()
+  >>> matrix.shape, names[:2], int(matrix[16].argmax()), int(matrix[0].argmax())
+  ((20, 16), ('red disk', 'green triangle'), 0, 0)
+  """
+  kinds: list[tuple[int, int]] = []
+  names: list[str] = []
+  rows = []
+  for class_id, (shape, colour) in enumerate(zip(scenes_lib.CLASS_SHAPE, scenes_lib.CLASS_COLOUR)):
+    if (shape, colour) not in kinds:
+      kinds.append((shape, colour))
+      names.append(scenes_lib.CLASS_NAMES[class_id])
+    rows.append(kinds.index((shape, colour)))
+  matrix = np.zeros((len(rows), len(kinds)), np.float32)
+  matrix[np.arange(len(rows)), rows] = 1.0
+  return matrix, tuple(names)
+
+
+def class_names(data_config: Any) -> tuple[str, ...]:
+  """The class names of ``config.data`` (16 scene kinds or the 20 VOC classes)."""
+  if data_config.name == "voc2007":
+    from ranking_jax.data import voc_multilabel  # pylint: disable=g-import-not-at-top
+    return tuple(voc_multilabel.VOC_CLASSES)
+  return scene_kind_matrix()[1]
+
+
+def make_splits(data_config: Any) -> dict[str, Any]:
+  """``{"train", "validation", "test"}`` sources of ``config.data`` (``"scenes"`` or ``"voc2007"``).
+
+  Raises:
+    ranking_jax.data.DataNotFoundError: ``voc2007`` is not prepared under ``config.data.tfds_data_dir``.
+    ValueError: an unknown ``config.data.name``.
+  """
+  name = data_config.name
+  if name == "scenes":
+    sources = scenes_lib.make_scenes_splits(int(data_config.num_train), int(data_config.num_validation),
+                                            int(data_config.num_test), seed=int(data_config.seed),
+                                            image_size=int(data_config.image_size))
+    return {split: rendered.render(
+        source, keys=("image", "labels"), cache_dir=data_config.get("cache_dir", "") or "",
+        cache_key=["scenes_labels", source.seed, source.offset, len(source), source.image_size,
+                   source.clutter_range, source.max_objects],
+        name="scenes_labels", description=f"rendering {len(source)} {split} scenes")
+            for split, source in sources.items()}
+  if name == "voc2007":
+    from ranking_jax.data import voc_multilabel  # pylint: disable=g-import-not-at-top
+    return voc_multilabel.make_voc2007_splits(
+        data_config.tfds_data_dir or None, image_size=int(data_config.image_size), label_field="labels",
+        validation_fraction=float(data_config.validation_fraction), seed=int(data_config.seed))
+  raise ValueError(f"config.data.name must be 'scenes' or 'voc2007', got {name!r}.")
+
+
+_KIND_MATRIX = scene_kind_matrix()[0]
+
+
+def to_trainer_batch(batch: Mapping[str, np.ndarray]) -> Batch:
+  """``{"inputs": image, "labels": [n, C] 0/1, "difficult": [n, C] 0/1}`` from a source batch.
+
+  Scene labels (20 classes) are merged into the 16 kinds; VOC batches keep their 20 classes and their
+  ``difficult`` flags (scenes have none: zeros).
+
+  >>> out = to_trainer_batch({"image": np.zeros((1, 4, 4, 3)), "labels": np.eye(20)[[16]]})
+  >>> out["labels"].shape, int(out["labels"][0].argmax()), float(out["difficult"].sum())
+  ((1, 16), 0, 0.0)
+  """
+  labels = np.asarray(batch["labels"], np.float32)
+  if "difficult" in batch:  # VOC 2007
+    difficult = np.asarray(batch["difficult"], np.float32)
+  else:
+    labels = np.minimum(labels @ _KIND_MATRIX, 1.0)
+    difficult = np.zeros_like(labels)
+  out = {"inputs": np.asarray(batch["image"], np.float32), "labels": labels, "difficult": difficult}
+  if "mask" in batch:
+    out["mask"] = np.asarray(batch["mask"], bool)
+  return out
+
+
+# ------------------------------------------------------------------------------------- losses, metrics
+
+
+def make_rank_fn(name: str, regularization_strength: float = 0.1) -> Callable[..., jax.Array]:
+  """The differentiable sorter called ``name``: a shipped pretrained sorter, or ``"soft_ranks"``.
+
+  Raises:
+    ValueError: an unknown sorter name (from :func:`ranking_jax.sorters.load_pretrained`).
+  """
+  if name == "soft_ranks":
+    return functools.partial(ranks.soft_ranks, regularization_strength=float(regularization_strength))
+  from ranking_jax import sorters  # pylint: disable=g-import-not-at-top
+  return sorters.load_pretrained(name)
+
+
+def multilabel_soft_margin_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  r"""PyTorch's ``MultiLabelSoftMarginLoss`` (WILDCAT's training loss), mean over images and classes.
+
+  .. math:: \ell = -\frac{1}{nC}\sum_{i,c} y_{ic}\log\sigma(x_{ic}) + (1 - y_{ic})\log\sigma(-x_{ic})
+
+  >>> round(float(multilabel_soft_margin_loss(jnp.zeros((2, 3)), jnp.ones((2, 3)))), 4)  # log 2
+  0.6931
+  """
+  logits = jnp.asarray(logits, jnp.float32)
+  labels = jnp.asarray(labels, jnp.float32)
+  return -jnp.mean(labels * jax.nn.log_sigmoid(logits) + (1.0 - labels) * jax.nn.log_sigmoid(-logits))
+
+
+def make_loss_terms(rank_fn: Optional[Callable[..., jax.Array]]) -> dict[str, Any]:
+  """``{"soft_margin": ..., "map": eq. 7 on [C, B]}`` (``"map"`` only with a ``rank_fn``)."""
+  terms = {"soft_margin": lambda outputs, batch: multilabel_soft_margin_loss(outputs, batch["labels"])}
+  if rank_fn is not None:
+    # Each class ranks the batch's images: classes on the list axis after the transpose.
+    terms["map"] = lambda outputs, batch: sorting.map_rank_loss(
+        jnp.transpose(outputs), jnp.transpose(batch["labels"]), rank_fn=rank_fn)
+  return terms
+
+
+def per_class_average_precision(scores: np.ndarray, labels: np.ndarray, difficult: np.ndarray, *,
+                                interpolation: str = "step") -> np.ndarray:
+  """AP of each class over the images (``[n, C]`` inputs; NaN for a class without positives).
+
+  VOC protocol: an image flagged ``difficult`` for a class is left out of that class's list.
+  """
+  scores = np.asarray(scores, np.float64)
+  aps = np.full(scores.shape[1], np.nan)
+  for c in range(scores.shape[1]):
+    keep = np.asarray(difficult[:, c]) == 0
+    relevant = np.asarray(labels[keep, c]) > 0
+    if relevant.any():
+      aps[c] = metrics_lib.average_precision(scores[keep, c], relevant, interpolation=interpolation)
+  return aps
+
+
+def map_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray]) -> dict[str, float]:
+  """``map_voc07`` (11-point), ``map`` (exact AP mean), over classes with a positive; NaN if non-finite.
+
+  >>> out = map_metrics(np.array([[0.9, 0.1], [0.8, 0.7], [0.2, 0.6]]),
+  ...                   {"labels": np.array([[1, 0], [0, 0], [1, 1]]), "difficult": np.zeros((3, 2))})
+  >>> round(out["map"], 4), out["num_examples"]
+  (0.6667, 3.0)
+  """
+  predictions = np.asarray(predictions, np.float64)
+  nonfinite = int(np.sum(~np.isfinite(predictions)))
+  out = {"num_examples": float(predictions.shape[0]), "num_nonfinite": float(nonfinite)}
+  if nonfinite:
+    return {"map_voc07": float("nan"), "map": float("nan"), **out}
+  labels, difficult = targets["labels"], targets["difficult"]
+  return {"map_voc07": float(np.nanmean(per_class_average_precision(predictions, labels, difficult,
+                                                                     interpolation="voc07"))),
+          "map": float(np.nanmean(per_class_average_precision(predictions, labels, difficult))), **out}
+
+
+# ------------------------------------------------------------------------------------------------ task
+
+
+def _check_config(config: Any) -> None:
+  if config.loss_scope != "global":
+    raise ValueError("eq. 7 ranks the whole batch per class: config.loss_scope must be 'global', "
+                     f"got {config.loss_scope!r}.")
+  if config.loss.rank_fn not in ("", "soft_ranks") and int(config.batch_size) > 100:
+    raise ValueError(f"the shipped sorter ranks lists of <= 100 items; config.batch_size is "
+                     f"{config.batch_size}.")
+
+
+def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
+  """The trainer :class:`~ranking_jax.train.Task` of ``config`` (see ``configs/sodeep_map.py``).
+
+  ``splits`` defaults to :func:`make_splits` of ``config.data``; the model is
+  ``models.build_model(config.model.name, **config.model.kwargs)`` (WILDCAT).
+  """
+  _check_config(config)
+  if splits is None:
+    splits = make_splits(config.data)
+  train_source = splits["train"]
+  batch_size, seed, eval_batch_size = int(config.batch_size), int(config.seed), int(config.eval_batch_size)
+
+  def make_train_iterator(start_step: int, process_index: int, process_count: int) -> Iterator[Batch]:
+    batches = pipeline.make_train_iterator(train_source, batch_size, seed=seed, start_step=start_step,
+                                           process_index=process_index, process_count=process_count)
+    return pipeline.prefetch(to_trainer_batch(b) for b in batches)
+
+  def make_eval_iterator(source: Any) -> Iterator[Batch]:
+    batches = pipeline.make_eval_iterator(source, eval_batch_size, process_index=jax.process_index(),
+                                          process_count=jax.process_count())
+    return (to_trainer_batch(b) for b in batches)
+
+  rank_fn = (make_rank_fn(config.loss.rank_fn, config.loss.regularization_strength)
+             if config.loss.rank_fn else None)
+  evaluators = {"test": train.Evaluator(functools.partial(make_eval_iterator, splits["test"]), map_metrics,
+                                        periodic=False)}
+  if "validation" in splits:
+    evaluators["validation"] = train.Evaluator(functools.partial(make_eval_iterator, splits["validation"]),
+                                               map_metrics)
+  return train.Task(model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
+                    loss_terms=make_loss_terms(rank_fn), make_train_iterator=make_train_iterator,
+                    evaluators=evaluators, num_train_examples=len(train_source),
+                    report=functools.partial(report, config))
+
+
+# --------------------------------------------------------------------------------------------- reports
+
+
+_TABLE_COLUMNS = (
+    reporting.Column("variant"), reporting.Column("data"), reporting.Column("model"),
+    reporting.Column("steps"), reporting.Column("map_voc07_pct", "test mAP % (VOC07 11-pt)", ".2f"),
+    reporting.Column("map_pct", "test mAP % (exact AP)", ".2f"),
+    reporting.Column("paper_map", "paper mAP %", ".1f"), reporting.Column("paper_row", "paper row"))
+
+
+def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
+  """A markdown table of measured rows (``variant``, ``map_voc07``, ``map`` in [0, 1]) beside Table 4.
+
+  >>> print(results_table([{"variant": "soft_margin", "map_voc07": 0.5, "map": 0.52}]))
+  | variant | data | model | steps | test mAP % (VOC07 11-pt) | test mAP % (exact AP) | paper mAP % | paper row |
+  |---|---|---|---|---|---|---|---|
+  | soft_margin | - | - | - | 50.00 | 52.00 | 93.2 | Table 4, WILDCAT* (soft-margin loss only) |
+  """
+  full = []
+  for row in rows:
+    paper = PAPER_RESULTS.get(str(row["variant"]))
+    full.append({**row, "map_voc07_pct": 100.0 * row["map_voc07"], "map_pct": 100.0 * row["map"],
+                 **({"paper_map": paper[0], "paper_row": paper[1]} if paper else {})})
+  return reporting.markdown_table(full, _TABLE_COLUMNS)
+
+
+def describe_model(model_config: Any) -> str:
+  """``config.model`` in a few words, e.g. ``wildcat resnet18 {'width': 16, 'stage_sizes': (2, 2, 2)}``."""
+  kwargs = model_config.kwargs
+  extra = dict(kwargs.get("backbone_kwargs", None) or {})
+  return " ".join(str(x) for x in (model_config.name, kwargs.get("backbone", ""), extra or "") if x != "")
+
+
+def report(config: Any, result: train.TrainResult, workdir: str) -> dict[str, Any]:
+  """Writes ``results.md`` (the row beside Table 4 and the per-class AP) and returns the row."""
+  test = result.predictions["test"]
+  variant = str(config.variant)
+  names = class_names(config.data)
+  row = {"variant": variant, "seed": int(config.seed), "data": config.data.name,
+         "model": describe_model(config.model), "steps": result.results["step"], **test.metrics}
+  per_class = (per_class_average_precision(test.outputs, test.targets["labels"], test.targets["difficult"])
+               if not test.metrics["num_nonfinite"] else np.full(len(names), np.nan))
+  class_rows = [{"class": name, "ap": 100.0 * ap} for name, ap in zip(names, per_class)]
+  incomplete = "" if result.results.get("complete", True) else " (INCOMPLETE run)"
+  reporting.write_markdown(workdir, (
+      f"# SoDeep mAP (Table 4), {variant}{incomplete}\n\n{results_table([row])}\n\n"
+      "## Test AP per class (exact AP, %)\n\n"
+      + reporting.markdown_table(class_rows, (reporting.Column("class"),
+                                              reporting.Column("ap", "AP %", ".2f"))) + "\n"))
+  paper = PAPER_RESULTS.get(variant)
+  print(f"test ({variant}): mAP VOC07 {100 * row['map_voc07']:.2f}, exact {100 * row['map']:.2f}"
+        + (f" | paper: {paper[0]} ({paper[1]})" if paper else "") + incomplete, flush=True)
+  return {**row, "per_class_ap": {name: float(ap) for name, ap in zip(names, per_class)},
+          "paper": None if paper is None else {"map": paper[0], "row": paper[1]}}
