@@ -372,7 +372,7 @@ def _sorted_valid_first(scores: Array, where: Optional[Array]):
 
 
 def soft_ranks(scores: Array, *, where: Optional[Array] = None, regularization_strength: float = 1.0,
-               regularization: str = "l2") -> Array:
+               regularization: str = "l2", standardize: bool = False) -> Array:
   r"""Soft ranks of Blondel et al., "Fast Differentiable Sorting and Ranking" (ICML 2020), in O(n log n).
 
   The soft rank is the projection of :math:`-\theta/\varepsilon` onto the permutahedron
@@ -410,10 +410,19 @@ def soft_ranks(scores: Array, *, where: Optional[Array] = None, regularization_s
       float64 for float64 scores).
     where: optional boolean mask (broadcast to ``scores``) of the valid items. Non-finite scores count
       as masked.
-    regularization_strength: scalar :math:`\varepsilon > 0`, in units of the scores; may be traced (then
-      its sign is not checked) and is differentiable.
+    regularization_strength: scalar :math:`\varepsilon > 0`, in units of the scores (in standard
+      deviations of each list with ``standardize=True``); may be traced (then its sign is not checked)
+      and is differentiable. How to choose it: the ranks move from exact to all-tied as
+      :math:`\varepsilon` grows from below the typical gap between neighbouring scores to above the
+      list's spread. For ``m`` unit-variance scores the gaps are about :math:`2.5/m`, so
+      ``standardize=True`` with :math:`\varepsilon \approx 1/m` to :math:`10/m` (0.001-0.01 for 1 000
+      items) keeps ranks close to exact with useful gradients; the default 1.0 on raw unit-variance
+      scores of 1 000 items ties nearly everything (ranks 497-505).
     regularization: ``"l2"`` (quadratic, :math:`Q`) or ``"kl"`` (entropic, :math:`E`; ranks stay
       strictly positive).
+    standardize: map each list to z-scores first (:func:`ranking_jax.utils.standardize`), so that
+      ``regularization_strength`` is scale-free: the ranks are then invariant to any positive scale and
+      shift of each list (an all-equal list gets the tie value).
 
   Returns:
     Ranks with the shape of ``scores``, float32 (float64 for float64 scores); masked items get 0 and
@@ -434,10 +443,17 @@ def soft_ranks(scores: Array, *, where: Optional[Array] = None, regularization_s
   Array([1.75, 1.25, 0.  ], dtype=float32)
   >>> print(soft_ranks(jnp.array([0.0, 0.5, 2.0]), regularization="kl", regularization_strength=10.0))
   [2.166 2.060 1.773]
+  >>> x = jnp.array([0.1, 3.0, 1.0, 2.0])
+  >>> bool(jnp.allclose(soft_ranks(x, standardize=True, regularization_strength=0.1),
+  ...                   soft_ranks(1e-4 * x + 7.0, standardize=True, regularization_strength=0.1), atol=1e-4))
+  True
   """
   _check_regularization(regularization, regularization_strength)
   scores = jnp.asarray(scores)
   utils.check_rank_at_least("scores", scores, 1)
+  if standardize:
+    where = utils.valid_mask(scores, where)
+    scores = utils.standardize(scores, where)  # masked entries become 0 and stay masked by `where`
   # Jitted even when called eagerly: op-by-op dispatch of the PAV loop and segment sums is very slow.
   return _soft_ranks_jit(scores, where, regularization_strength, regularization)
 

@@ -228,12 +228,14 @@ _jit_losses = {
     "pairwise": jax.jit(multilabel.pairwise_ranking_loss),
     "warp_exact": jax.jit(multilabel.warp_loss_exact),
 }
-_score = st.floats(-4.0, 4.0, allow_nan=False, width=32)
+# Scores and shifts on a dyadic grid: shifted scores are exact, so a hinge sitting exactly on the margin
+# (a discontinuity of WARP's violator count) stays there.
+_score = st.integers(-4096, 4096).map(lambda k: k / 1024)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(st.lists(_score, min_size=_C, max_size=_C), st.lists(st.integers(0, 1), min_size=_C, max_size=_C),
-       st.permutations(list(range(_C))), st.floats(-5.0, 5.0))
+       st.permutations(list(range(_C))), st.integers(-40, 40).map(lambda k: k / 8))
 def test_class_permutation_and_score_shift_invariance(scores, labels, perm, shift):
   scores, labels, perm = np.array(scores, np.float32), np.array(labels), np.array(perm)
   for name, fn in _jit_losses.items():
@@ -245,7 +247,7 @@ def test_class_permutation_and_score_shift_invariance(scores, labels, perm, shif
     assert float(base) >= 0.0
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(st.lists(_score, min_size=_C, max_size=_C), st.lists(st.integers(0, 1), min_size=_C, max_size=_C))
 def test_warp_between_pairwise_bounds(scores, labels):
   # With L(r)/r <= 1 per violator, exact WARP never exceeds the pairwise ranking loss, and its

@@ -177,7 +177,7 @@ def test_variable_length_sorters_ignore_padding_and_mask_position(name):
 def test_pairwise_sorter_is_permutation_equivariant_and_sums_to_triangle():
   rank_fn = jax.jit(_rank_fn(models.PairwiseSorter(hidden=(4,)), 10))
 
-  @settings(max_examples=15, deadline=None)
+  @settings(max_examples=15, deadline=None, derandomize=True)
   @given(st.lists(st.floats(-5, 5, allow_nan=False, width=32), min_size=10, max_size=10),
          st.permutations(list(range(10))))
   def check(values, perm):
