@@ -177,8 +177,10 @@ def test_variable_length_sorters_ignore_padding_and_mask_position(name):
 def test_pairwise_sorter_is_permutation_equivariant_and_sums_to_triangle():
   rank_fn = jax.jit(_rank_fn(models.PairwiseSorter(hidden=(4,)), 10))
 
+  # Scores on a 1/64 grid: exact ties are frequent, but no near-tie finer than float32 can resolve after
+  # standardisation (0 and -2**-23 among scores of spread 3 would tie or not depending on summation order).
   @settings(max_examples=15, deadline=None, derandomize=True)
-  @given(st.lists(st.floats(-5, 5, allow_nan=False, width=32), min_size=10, max_size=10),
+  @given(st.lists(st.integers(-320, 320).map(lambda k: k / 64), min_size=10, max_size=10),
          st.permutations(list(range(10))))
   def check(values, perm):
     scores = jnp.asarray(values, jnp.float32)
