@@ -568,3 +568,23 @@ def test_distance_gradients_match_float64_finite_differences(name):
     where = (np.ones(3, bool), np.ones(5, bool))
     weights = jnp.asarray(rng.normal(size=(3, 5)))
     _check_finite_differences(lambda a: jnp.sum(fn(a, where) * weights), args)
+
+
+def test_host_distances_do_not_depend_on_a_common_offset():
+  """The numpy distances of the sketch experiment (triplet generation, descriptors, retrieval) are exact
+  far from the origin: 512695 vs 512804 is 109² = 11881, where |a|²+|b|²-2ab in float64 loses digits."""
+  from ranking_jax.data import sketch_triplets, sketches  # pylint: disable=g-import-not-at-top
+  from ranking_jax.tasks import sketch_retrieval  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(5)
+  a, b = rng.normal(size=(4, 3)), rng.normal(size=(6, 3))
+  reference = np.array([[np.sum((x - y) ** 2) for y in b] for x in a])  # the definition, as a loop
+  for offset in (0.0, 1e9):
+    for fn in (sketch_triplets.squared_distances, sketches.descriptor_distances,
+               lambda x, y: sketch_retrieval.retrieval_distances({"embedding": x}, {"embedding": y})):
+      np.testing.assert_allclose(fn(a + offset, b + offset), reference, rtol=1e-5, atol=1e-6)
+  assert sketch_triplets.squared_distances(np.array([[512695.0]]), np.array([[512804.0]]))[0, 0] == 11881.0
+  assert sketch_triplets.squared_distances(np.zeros((0, 3)), b).shape == (0, 6)
+  with pytest.raises(ValueError, match="NaN or inf"):
+    sketch_triplets.squared_distances(np.array([[np.nan, 0.0, 0.0]]), b)
+  with pytest.raises(ValueError, match="same D"):
+    sketch_triplets.squared_distances(a, b[:, :2])

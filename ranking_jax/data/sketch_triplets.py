@@ -36,6 +36,7 @@ from typing import Any, Mapping, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import scipy.ndimage
+import scipy.spatial.distance
 
 # Inclusive (smallest, largest) rank distance of each sampling strategy; None: no upper bound.
 SAMPLING_RANK_GAPS: Mapping[str, tuple[int, Optional[int]]] = {
@@ -124,12 +125,27 @@ def _l2_hys(blocks: np.ndarray, clip: float = 0.2) -> np.ndarray:
 
 
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Squared Euclidean distances between rows: ``[Na, D] x [Nb, D] -> [Na, Nb]`` float64."""
+  """Squared Euclidean distances between rows, on the host: ``[Na, D] x [Nb, D] -> [Na, Nb]`` float64.
+
+  ``scipy.spatial.distance.cdist(..., "sqeuclidean")``: differences first, so the result does not depend on
+  a common offset of the rows (expanding ``|a|^2 + |b|^2 - 2 a.b`` cancels when the offset is large; the
+  jitted counterpart is :func:`ranking_jax.utils.squared_distances`).
+
+  Raises:
+    ValueError: if ``a`` or ``b`` is not 2-D, the feature sizes differ, or a value is not finite.
+
+  >>> squared_distances(np.array([[512695.0]]), np.array([[512804.0]])).tolist()
+  [[11881.0]]
+  """
   a = np.asarray(a, np.float64)
   b = np.asarray(b, np.float64)
   if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
     raise ValueError(f"need [N, D] arrays with the same D, got {a.shape} and {b.shape}.")
-  return np.maximum(np.sum(a * a, 1)[:, None] + np.sum(b * b, 1)[None, :] - 2.0 * a @ b.T, 0.0)
+  if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+    raise ValueError("features contain NaN or inf; distances between them are undefined.")
+  if a.size == 0 or b.size == 0:
+    return np.zeros((a.shape[0], b.shape[0]), np.float64)
+  return scipy.spatial.distance.cdist(a, b, "sqeuclidean")
 
 
 # ----------------------------------------------------------------------------------------------------------

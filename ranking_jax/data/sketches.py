@@ -66,6 +66,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
+from ranking_jax.data import sketch_triplets
+
 STYLE_NAMES = ("pump", "sandal", "sneaker", "lace_up", "loafer", "ankle_boot", "knee_boot", "wedge",
                "ballet_flat")
 STYLE_PROBABILITIES = (0.14, 0.12, 0.12, 0.11, 0.1, 0.12, 0.1, 0.1, 0.09)
@@ -781,11 +783,10 @@ def make_sketch_splits(num_train: int = 304, num_test: int = 115, *, seed: int =
 def descriptor_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   """Squared Euclidean distances between descriptor rows: ``[Na, D] x [Nb, D] -> [Na, Nb]`` float64.
 
+  The generator's name for :func:`ranking_jax.data.sketch_triplets.squared_distances` (translation
+  invariant; raises ``ValueError`` on wrong shapes or non-finite values).
+
   >>> descriptor_distances(np.zeros((1, 2)), np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
   [[25.0, 0.0]]
   """
-  a = np.asarray(a, np.float64)
-  b = np.asarray(b, np.float64)
-  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-    raise ValueError(f"descriptors must be [N, D] arrays with the same D, got {a.shape} and {b.shape}.")
-  return np.maximum(np.sum(a * a, 1)[:, None] + np.sum(b * b, 1)[None, :] - 2.0 * a @ b.T, 0.0)
+  return sketch_triplets.squared_distances(a, b)

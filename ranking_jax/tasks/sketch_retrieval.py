@@ -331,9 +331,7 @@ def retrieval_distances(sketch_outputs: Mapping[str, np.ndarray], photo_outputs:
         jnp.asarray(sketch_outputs["embedding"]), jnp.asarray(photo_outputs["embedding"]),
         jnp.asarray(sketch_outputs["attribute_logits"]), jnp.asarray(photo_outputs["attribute_logits"]),
         attribute_weight=attribute_weight), np.float64)
-  a = np.asarray(sketch_outputs["embedding"], np.float64)
-  b = np.asarray(photo_outputs["embedding"], np.float64)
-  return np.maximum(np.sum(a * a, 1)[:, None] + np.sum(b * b, 1)[None, :] - 2.0 * a @ b.T, 0.0)
+  return triplets_lib.squared_distances(sketch_outputs["embedding"], photo_outputs["embedding"])
 
 
 def split_outputs(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray]
