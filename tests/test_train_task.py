@@ -141,7 +141,9 @@ def run_command(workdir: str, *extra_flags: str) -> list[str]:
 def subprocess_env(num_devices: int | None = 4, **extra: str) -> dict[str, str]:
   """Environment of a child run: ``num_devices`` fake CPU devices (None: JAX's default, one device)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), **extra)
-  env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"  # compile-bound tiny programs (see conftest.py)
+  # The parent's fast-compile flags (conftest.py), with this child's own device count.
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+  env["XLA_FLAGS"] = " ".join(flags)
   if num_devices is not None:
     env["XLA_FLAGS"] += f" --xla_force_host_platform_device_count={num_devices}"
   return env
