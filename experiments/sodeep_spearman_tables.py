@@ -8,11 +8,16 @@ writes ``<out>/sodeep_spearman_validation_rho.png`` (validation rho against step
 
 from __future__ import annotations
 
-import argparse
 import os
+
+from absl import app
+from absl import flags
 
 from ranking_jax import reporting
 from ranking_jax.tasks import sodeep_spearman
+
+_RUNS = flags.DEFINE_string("runs", None, "Glob of the runs' work directories.", required=True)
+_OUT = flags.DEFINE_string("out", "docs/results", "Folder for the PNG.")
 
 _ORDER = ("mse", "l1", "spearman_lstm", "spearman_cnn", "spearman_handcrafted",
           "spearman_handcrafted_standardized", "spearman_soft_ranks")
@@ -38,12 +43,9 @@ def summary_rows(runs: list[dict]) -> list[dict]:
   return rows
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--runs", required=True, help="glob of work directories")
-  parser.add_argument("--out", default="docs/results", help="folder for the PNG")
-  args = parser.parse_args()
-  runs = [r for r in reporting.collect_runs(args.runs) if "report" in r]
+def main(argv) -> None:
+  del argv
+  runs = [r for r in reporting.collect_runs(_RUNS.value) if "report" in r]
   columns = (reporting.Column("variant"), reporting.Column("rho", "test Spearman rho (mean ± std)"),
              reporting.Column("seeds"), reporting.Column("steps"),
              reporting.Column("paper", "paper rho x100", ".1f"), reporting.Column("paper_row", "paper row"))
@@ -52,10 +54,10 @@ def main() -> None:
   for run in sorted(runs, key=lambda r: r["report"]["variant"]):
     report = run["report"]
     curves.setdefault(report["variant"], []).append((report["validation_steps"], report["validation_rho"]))
-  path = os.path.join(args.out, "sodeep_spearman_validation_rho.png")
+  path = os.path.join(_OUT.value, "sodeep_spearman_validation_rho.png")
   sodeep_spearman.plot_validation_curves(curves, path)
   print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -8,19 +8,21 @@ Reads every ``results.json`` matching ``--runs`` (``reporting.collect_runs``), p
 
 from __future__ import annotations
 
-import argparse
 import os
+
+from absl import app
+from absl import flags
 
 from ranking_jax import reporting
 from ranking_jax.tasks import sodeep_synthetic_ap
 
+_RUNS = flags.DEFINE_string("runs", None, "Glob of the runs' work directories.", required=True)
+_OUT = flags.DEFINE_string("out", "docs/results", "Folder for the PNG.")
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--runs", required=True, help="glob of work directories")
-  parser.add_argument("--out", default="docs/results", help="folder for the PNG")
-  args = parser.parse_args()
-  runs = [r for r in reporting.collect_runs(args.runs) if "report" in r]
+
+def main(argv) -> None:
+  del argv
+  runs = [r for r in reporting.collect_runs(_RUNS.value) if "report" in r]
   print(sodeep_synthetic_ap.summary_table(runs))
   curves: dict[str, list] = {}
   steps_per_epoch = 100
@@ -28,11 +30,11 @@ def main() -> None:
     report = run["report"]
     steps_per_epoch = int(report.get("steps_per_epoch", steps_per_epoch))
     curves.setdefault(report["variant"], []).append((report["curve_steps"], report["curve_test_ap"]))
-  path = os.path.join(args.out, "sodeep_synthetic_ap_fig6.png")
+  path = os.path.join(_OUT.value, "sodeep_synthetic_ap_fig6.png")
   sodeep_synthetic_ap.plot_ap_curves(curves, path, steps_per_epoch=steps_per_epoch,
                                      title="SoDeep Fig. 6 (synthetic): mean over seeds, band min-max")
   print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -29,3 +29,13 @@ def test_one_training_loop_and_one_orbax_manager():
   orbax = sorted(p.name for p in (REPO / "ranking_jax").rglob("*.py")
                  if any(name.startswith("orbax") for name in _imports(p)))
   assert orbax == ["checkpoint.py"], orbax
+
+
+def test_one_command_line_style():
+  # Every entry point parses its command line with absl flags (unknown flags fail), none with argparse.
+  mains = [p for p in (REPO / "experiments").glob("*.py") if "__main__" in p.read_text()]
+  assert len(mains) >= 10, mains
+  uses_absl = lambda p: ("main_lib.run(" in p.read_text()  # main_lib: absl + config_flags, locked
+                         or any(n.split(".")[0] == "absl" for n in _imports(p)))
+  offenders = sorted(p.name for p in mains if "argparse" in set(_imports(p)) or not uses_absl(p))
+  assert not offenders, offenders
