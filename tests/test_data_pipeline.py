@@ -153,3 +153,23 @@ def test_scene_batch_generation_speed_reported():
   start = time.perf_counter()
   source[np.arange(32)]
   print(f"32 scenes at 64x64: {time.perf_counter() - start:.3f} s")
+
+
+def test_example_source_indexing_contract():
+  from ranking_jax.data import sources  # pylint: disable=g-import-not-at-top
+
+  class Squares(sources.ExampleSource):
+    def __len__(self):
+      return 5
+
+    def read_example(self, index):
+      return {"x": np.float32(index * index), "index": np.int64(index)}
+
+  source = Squares()
+  assert source[-1]["x"] == 16.0 and source[np.int64(2)]["index"] == 2
+  np.testing.assert_array_equal(source[[0, 4, 1]]["x"], [0.0, 16.0, 1.0])
+  np.testing.assert_array_equal(source[1:3]["index"], [1, 2])
+  for bad, error in ((5, IndexError), (-6, IndexError), ([], ValueError), ([[0, 1]], TypeError),
+                     (1.5, TypeError), ([0.0, 1.0], TypeError)):
+    with pytest.raises(error):
+      source[bad]  # pylint: disable=pointless-statement

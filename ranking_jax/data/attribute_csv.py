@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from ranking_jax.data.celeba import crop_and_resize
+from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
 
 MISSING = -1
@@ -149,7 +150,7 @@ def infer_num_values(tables: Sequence[AttributeTable]) -> tuple[int, ...]:
   return tuple(max(int(stacked[:, j].max()) + 1, 2) for j in range(stacked.shape[1]))
 
 
-class AttributeCSVSource:
+class AttributeCSVSource(sources.ExampleSource):
   """Random-access images with multi-valued attributes from an :class:`AttributeTable` and an image folder.
 
   ``source[indices]`` returns ``{"image": float32 [n, height, width, 3] in [0, 1], "attributes": int32
@@ -212,24 +213,11 @@ class AttributeCSVSource:
                               f"column is relative to --config.data.image_dir={self.image_dir}.")
     return path
 
-  def _example(self, index: int) -> dict[str, np.ndarray]:
-    index = int(index)
-    if index < 0:
-      index += len(self)
-    if not 0 <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} images.")
+  def read_example(self, index: int) -> dict[str, np.ndarray]:
     with Image.open(self._image_path(index)) as image:
       pixels = np.asarray(image.convert("RGB"))
     return {"image": crop_and_resize(pixels, self.image_size, self.crop),
             "attributes": self.table.labels[index].copy(), "index": np.int64(index)}
-
-  def __getitem__(self, indices: Union[int, Sequence[int], np.ndarray]) -> dict[str, np.ndarray]:
-    if np.ndim(indices) == 0:
-      return self._example(int(indices))
-    examples = [self._example(int(i)) for i in np.asarray(indices).reshape(-1)]
-    if not examples:
-      raise ValueError("cannot build a batch from zero indices.")
-    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
 def make_attribute_csv_splits(*, image_dir: Union[str, os.PathLike], train_csv: Union[str, os.PathLike],

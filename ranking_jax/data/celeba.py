@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
 
 TFDS_NAME = "celeb_a"
@@ -134,7 +135,7 @@ def crop_and_resize(image: np.ndarray, image_size: Union[int, Sequence[int]],
   return np.asarray(resized, dtype=np.float32) / np.float32(255.0)
 
 
-class CelebASource:
+class CelebASource(sources.ExampleSource):
   """Random-access CelebA split: ``len(source)``, ``source[i]``, ``source[index_array]``.
 
   ``source[indices]`` returns ``{"image": float32 [n, height, width, 3] in [0, 1], "attributes": int32
@@ -181,23 +182,8 @@ class CelebASource:
             "attributes": np.array([bool(attributes[name]) for name in self.names], np.int32),
             "index": np.int64(index)}
 
-  def _check_index(self, index: int) -> int:
-    index = int(index)
-    if index < 0:
-      index += len(self)
-    if not 0 <= index < len(self):
-      raise IndexError(f"index {index} out of range for a CelebA {self.split} split of {len(self)} images.")
-    return index
-
-  def __getitem__(self, indices: Union[int, Sequence[int], np.ndarray]) -> dict[str, np.ndarray]:
-    if np.ndim(indices) == 0:
-      index = self._check_index(indices)
-      return self._convert(self._data[index], index)
-    indices = [self._check_index(i) for i in np.asarray(indices).reshape(-1)]
-    if not indices:
-      raise ValueError("cannot build a batch from zero indices.")
-    examples = [self._convert(self._data[i], i) for i in indices]
-    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+  def read_example(self, index: int) -> dict[str, np.ndarray]:
+    return self._convert(self._data[index], index)
 
   def labels(self) -> np.ndarray:
     """All attribute labels ``[len(self), num_attributes]`` int32 (decodes every record once: slow)."""

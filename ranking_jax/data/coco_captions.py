@@ -27,6 +27,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ranking_jax.data import scene_captions
+from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
 from ranking_jax.data.voc_difficulty import resize_image
 
@@ -125,7 +126,7 @@ def build_coco_vocabulary(data_dir: Optional[str] = None, *, min_count: int = DE
   return vocabulary
 
 
-class CocoCaptionsSource:
+class CocoCaptionsSource(sources.ExampleSource):
   """Random-access COCO images with five encoded captions each (one experiment split).
 
   ``source[index_array]`` returns ``image`` float32 ``[n, S, S, 3]`` in ``[0, 1]`` (resized without keeping
@@ -165,11 +166,7 @@ class CocoCaptionsSource:
             f"image_size={self.image_size}, max_len={self.max_len})")
 
   def _record(self, index: int) -> dict[str, Any]:
-    index = int(index)
-    if index < 0:
-      index += len(self)
-    if not 0 <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} examples.")
+    index = self.check_index(index)
     part = int(np.searchsorted(self._starts, index, side="right")) - 1
     return self._sources[part][index - int(self._starts[part])]
 
@@ -177,20 +174,12 @@ class CocoCaptionsSource:
     """The captions of example ``index`` as text (those encoded in ``captions``)."""
     return five_captions(caption_texts(self._record(index)), self.captions_per_image)
 
-  def _example(self, index: int) -> dict[str, np.ndarray]:
+  def read_example(self, index: int) -> dict[str, np.ndarray]:
     record = self._record(index)
     ids, lengths = self.vocabulary.encode(five_captions(caption_texts(record), self.captions_per_image),
                                           self.max_len)
     return {"image": resize_image(record["image"], self.image_size), "captions": ids,
-            "caption_lengths": lengths, "index": np.int64(index % len(self))}
-
-  def __getitem__(self, indices: Union[int, Sequence[int], np.ndarray]) -> dict[str, np.ndarray]:
-    if np.ndim(indices) == 0:
-      return self._example(int(indices))
-    examples = [self._example(int(i)) for i in np.asarray(indices).reshape(-1)]
-    if not examples:
-      raise ValueError("cannot build a batch from zero indices.")
-    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+            "caption_lengths": lengths, "index": np.int64(index)}
 
 
 def make_coco_captions_splits(data_dir: Optional[str] = None, *,

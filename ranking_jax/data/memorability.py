@@ -73,6 +73,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from ranking_jax.data import scenes
+from ranking_jax.data import sources
 
 MEMORABILITY_FACTOR_NAMES = ("size", "central", "contrast", "distinct", "count", "clutter")
 MEMORABILITY_WEIGHTS = (0.8, 0.6, 2.5, 0.9, -0.6, -0.3)
@@ -233,7 +234,7 @@ def spearman_test_size(rho: float, target: float = 0.01) -> int:
   return max(n, 4)
 
 
-class MemorabilitySource:
+class MemorabilitySource(sources.ExampleSource):
   """Random-access procedural scenes with a memorability score: ``len(source)``, ``source[index_array]``.
 
   Example ``i`` is scene ``offset + i`` of generator ``seed`` (the same scene, and pixels, as
@@ -287,10 +288,11 @@ class MemorabilitySource:
     return self.scenes.scene(index)
 
   def _labels(self, index: int) -> dict[str, np.ndarray]:
+    index = self.check_index(index)
     scene = self.scenes.scene(index)
     noisy, clean = scene_memorability(scene, seed=self.seed, annotator_noise=self.annotator_noise)
     return {"memorability": np.float32(noisy), "memorability_noise_free": np.float32(clean),
-            "index": np.int64(self.scenes._check_index(index))}  # pylint: disable=protected-access
+            "index": np.int64(index)}
 
   def labels(self, indices: Union[int, Sequence[int], np.ndarray]) -> dict[str, np.ndarray]:
     """Like ``source[indices]`` without the images (for label statistics)."""
@@ -301,23 +303,10 @@ class MemorabilitySource:
       raise ValueError("cannot build a batch from zero indices.")
     return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
-  def _example(self, index: int) -> dict[str, np.ndarray]:
+  def read_example(self, index: int) -> dict[str, np.ndarray]:
     example = self._labels(index)
     example["image"] = self.scenes.render(self.scenes.scene(index))
     return example
-
-  def __getitem__(self, indices: Union[int, Sequence[int], np.ndarray]) -> dict[str, np.ndarray]:
-    if isinstance(indices, slice):
-      indices = np.arange(len(self))[indices]
-    if np.ndim(indices) == 0:
-      return self._example(int(indices))
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or not (indices.size == 0 or np.issubdtype(indices.dtype, np.integer)):
-      raise TypeError(f"indices must be an int or a 1-D integer array, got {indices!r}.")
-    examples = [self._example(int(i)) for i in indices]
-    if not examples:
-      raise ValueError("cannot build a batch from zero indices.")
-    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
 def make_memorability_splits(num_train: int = 8000, num_validation: int = 2000,

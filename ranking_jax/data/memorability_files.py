@@ -58,6 +58,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
 from ranking_jax.data.voc_difficulty import resize_image
 
@@ -257,7 +258,7 @@ def load_image(path: str, image_size: int) -> np.ndarray:
   return resize_image(pixels, image_size)
 
 
-class MemorabilityFilesSource:
+class MemorabilityFilesSource(sources.ExampleSource):
   """Random-access (image file, memorability) pairs with a group per item (the video of a frame).
 
   ``source[i]`` returns ``image`` float32 ``[S, S, 3]`` in ``[0, 1]``, ``memorability`` float32, ``index``
@@ -306,26 +307,10 @@ class MemorabilityFilesSource:
     return (f"MemorabilityFilesSource({len(self)} items in {self.num_groups} groups, "
             f"image_size={self.image_size})")
 
-  def _example(self, index: int) -> dict[str, np.ndarray]:
-    index = int(index)
-    if index < 0:
-      index += len(self)
-    if not 0 <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} examples.")
+  def read_example(self, index: int) -> dict[str, np.ndarray]:
     return {"image": load_image(self.paths[index], self.image_size),
             "memorability": np.float32(self.scores[index]), "index": np.int64(index),
             "group": np.int64(self.groups[index])}
-
-  def __getitem__(self, indices: Union[int, Sequence[int], np.ndarray]) -> dict[str, np.ndarray]:
-    if isinstance(indices, slice):
-      indices = np.arange(len(self))[indices]
-    if np.ndim(indices) == 0:
-      return self._example(int(indices))
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
-      raise TypeError(f"indices must be an int or a non-empty 1-D integer array, got {indices!r}.")
-    examples = [self._example(i) for i in indices]
-    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
 def average_by_group(predictions: Union[Sequence[float], np.ndarray],

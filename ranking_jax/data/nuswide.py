@@ -39,6 +39,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
 
 NUM_CONCEPTS = 81
@@ -145,7 +146,7 @@ def _resize(image: Image.Image, size: int) -> np.ndarray:
   return np.asarray(image, np.float32) / np.float32(255.0)
 
 
-class NusWideSource:
+class NusWideSource(sources.ExampleSource):
   """Random-access NUS-WIDE images with their 81-concept multi-hot labels (one official split).
 
   ``source[index_array]`` returns ``image`` float32 ``[n, S, S, 3]`` in ``[0, 1]``, ``labels`` float32
@@ -223,12 +224,7 @@ class NusWideSource:
     return (f"NusWideSource({self.data_dir!r}, split={self.split!r}, images={len(self)}, "
             f"image_size={self.image_size})")
 
-  def _example(self, index: int) -> dict[str, np.ndarray]:
-    index = int(index)
-    if index < 0:
-      index += len(self)
-    if not 0 <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} examples.")
+  def read_example(self, index: int) -> dict[str, np.ndarray]:
     path = os.path.join(self.image_dir, self.paths[index])
     try:
       with Image.open(path) as image:
@@ -237,16 +233,6 @@ class NusWideSource:
       raise _missing(path, "image") from None
     return {"image": pixels, "labels": self.label_matrix[index].astype(np.float32),
             "index": np.int64(index)}
-
-  def __getitem__(self, indices: Any) -> dict[str, np.ndarray]:
-    if isinstance(indices, slice):
-      indices = np.arange(len(self))[indices]
-    if np.ndim(indices) == 0:
-      return self._example(int(indices))
-    examples = [self._example(int(i)) for i in np.asarray(indices).reshape(-1)]
-    if not examples:
-      raise ValueError("cannot build a batch from zero indices.")
-    return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 
 def make_nuswide_splits(data_dir: Union[str, os.PathLike], *,

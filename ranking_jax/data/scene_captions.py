@@ -44,6 +44,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import numpy as np
 
 from ranking_jax.data import scenes
+from ranking_jax.data import sources
 
 CAPTIONS_PER_IMAGE = 5
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -502,7 +503,7 @@ def scene_captions(scene: scenes.Scene, seed: int, *, num_captions: int = CAPTIO
 # Source.
 
 
-class SceneCaptionsSource:
+class SceneCaptionsSource(sources.ExampleSource):
   """Random-access scenes with five encoded captions each: ``len(source)``, ``source[index_array]``.
 
   Example ``i`` is scene ``offset + i`` of :class:`ranking_jax.data.scenes.ScenesSource` with generator
@@ -547,24 +548,11 @@ class SceneCaptionsSource:
     """The five captions of example ``index`` as text."""
     return scene_captions(self.scenes.scene(index), self.scenes.seed)
 
-  def _example(self, index: int) -> dict[str, np.ndarray]:
+  def read_example(self, index: int) -> dict[str, np.ndarray]:
     scene = self.scenes.scene(index)
     ids, lengths = self.vocabulary.encode(scene_captions(scene, self.scenes.seed), self.max_len)
     return {"image": self.scenes.render(scene), "captions": ids, "caption_lengths": lengths,
-            "index": np.int64(self.scenes._check_index(index))}  # pylint: disable=protected-access
-
-  def __getitem__(self, indices: Union[int, Sequence[int], np.ndarray]) -> dict[str, np.ndarray]:
-    if isinstance(indices, slice):
-      indices = np.arange(len(self))[indices]
-    if np.ndim(indices) == 0:
-      return self._example(int(indices))
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or not (indices.size == 0 or np.issubdtype(indices.dtype, np.integer)):
-      raise TypeError(f"indices must be an int or a 1-D integer array, got {indices!r}.")
-    if indices.size == 0:
-      raise ValueError("cannot build a batch from zero indices.")
-    examples = [self._example(int(i)) for i in indices]
-    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+            "index": np.int64(index)}
 
 
 def build_scene_vocabulary(num_train: int, *, seed: int = 0, offset: int = 0, min_count: int = 1,

@@ -154,6 +154,7 @@ import numpy as np
 
 from ranking_jax.data import augment
 from ranking_jax.data import scenes as scenes_lib
+from ranking_jax.data import sources
 
 MIN_TAGGED_AREA = 0.003
 # Areas are fractions of the image; thresholds below are chosen so that each tag is readable at 64x64.
@@ -447,7 +448,7 @@ def scene_tags(scene: scenes_lib.Scene) -> np.ndarray:
   return tags
 
 
-class SceneTagsSource:
+class SceneTagsSource(sources.ExampleSource):
   """Random-access scenes with multi-hot tags: ``{"image", "labels", "index"}``.
 
   ``source[index_array]`` returns ``image`` float32 ``[n, H, W, 3]`` in ``[0, 1]``, ``labels`` float32
@@ -490,21 +491,10 @@ class SceneTagsSource:
     return np.stack([scene_tags(self.scenes.scene(int(i))) for i in np.asarray(indices).reshape(-1)]
                     ).astype(np.float32).reshape((-1, NUM_TAGS))
 
-  def _example(self, index: int) -> dict[str, np.ndarray]:
+  def read_example(self, index: int) -> dict[str, np.ndarray]:
     scene = self.scenes.scene(index)
-    index = self.scenes._check_index(index)  # pylint: disable=protected-access
     return {"image": self.scenes.render(scene), "labels": scene_tags(scene).astype(np.float32),
             "index": np.int64(index)}
-
-  def __getitem__(self, indices: Union[int, Sequence[int], np.ndarray, slice]) -> dict[str, np.ndarray]:
-    if isinstance(indices, slice):
-      indices = np.arange(len(self))[indices]
-    if np.ndim(indices) == 0:
-      return self._example(int(indices))
-    examples = [self._example(int(i)) for i in np.asarray(indices).reshape(-1)]
-    if not examples:
-      raise ValueError("cannot build a batch from zero indices.")
-    return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 
 def make_scene_tags_splits(num_train: int = 4000, num_validation: int = 1000, num_test: int = 2000, *,

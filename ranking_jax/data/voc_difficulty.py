@@ -27,6 +27,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
 
 NUM_VOC_CLASSES = 20
@@ -199,7 +200,7 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(resized, dtype=np.float32) / 255.0
 
 
-class VocDifficultySource:
+class VocDifficultySource(sources.ExampleSource):
   """Random-access VOC 2012 images with difficulty scores (one split of the 2:1:1 partition).
 
   ``source[i]`` returns ``image`` float32 ``[S, S, 3]`` in ``[0, 1]``, ``difficulty`` float32, ``labels``
@@ -235,12 +236,7 @@ class VocDifficultySource:
       self._sources[split] = open_voc_split(split, self.data_dir)
     return self._sources[split]
 
-  def _example(self, index: int) -> dict[str, np.ndarray]:
-    index = int(index)
-    if index < 0:
-      index += len(self)
-    if not 0 <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} examples.")
+  def read_example(self, index: int) -> dict[str, np.ndarray]:
     split, record, _, score = self.entries[index]
     example = self._source(split)[record]
     labels = np.zeros(NUM_VOC_CLASSES, np.float32)
@@ -248,14 +244,6 @@ class VocDifficultySource:
     labels[classes[(classes >= 0) & (classes < NUM_VOC_CLASSES)]] = 1.0
     return {"image": resize_image(example["image"], self.image_size), "difficulty": np.float32(score),
             "labels": labels, "index": np.int64(index)}
-
-  def __getitem__(self, indices: Union[int, Sequence[int], np.ndarray]) -> dict[str, np.ndarray]:
-    if np.ndim(indices) == 0:
-      return self._example(int(indices))
-    examples = [self._example(int(i)) for i in np.asarray(indices).reshape(-1)]
-    if not examples:
-      raise ValueError("cannot build a batch from zero indices.")
-    return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
 def make_voc_difficulty_splits(csv_path: Union[str, os.PathLike], *, data_dir: Optional[str] = None,

@@ -34,6 +34,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
 from ranking_jax.data.voc_difficulty import resize_image
 
@@ -100,7 +101,7 @@ def example_labels(record: Any, label_field: str = "labels") -> dict[str, np.nda
           "difficult": (every * (1.0 - no_difficult)).astype(np.float32)}
 
 
-class VocMultilabelSource:
+class VocMultilabelSource(sources.ExampleSource):
   """Random-access VOC 2007 images with 20-class multi-hot labels (one TFDS split, or part of one).
 
   ``source[index_array]`` returns ``image`` float32 ``[n, S, S, 3]`` in ``[0, 1]``, ``labels``,
@@ -140,27 +141,12 @@ class VocMultilabelSource:
     return (f"VocMultilabelSource(split={self.split!r}, images={len(self)}, image_size={self.image_size}, "
             f"label_field={self.label_field!r})")
 
-  def _example(self, index: int) -> dict[str, np.ndarray]:
-    index = int(index)
-    if index < 0:
-      index += len(self)
-    if not 0 <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} examples.")
+  def read_example(self, index: int) -> dict[str, np.ndarray]:
     record = self._data[int(self.records[index])]
     example = example_labels(record, self.label_field)
     example["image"] = resize_image(record["image"], self.image_size)
     example["index"] = np.int64(index)
     return example
-
-  def __getitem__(self, indices: Any) -> dict[str, np.ndarray]:
-    if isinstance(indices, slice):
-      indices = np.arange(len(self))[indices]
-    if np.ndim(indices) == 0:
-      return self._example(int(indices))
-    examples = [self._example(int(i)) for i in np.asarray(indices).reshape(-1)]
-    if not examples:
-      raise ValueError("cannot build a batch from zero indices.")
-    return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
   def label_matrix(self) -> dict[str, np.ndarray]:
     """``labels``, ``labels_no_difficult`` and ``difficult`` of every example, ``[len, 20]``, without
