@@ -222,6 +222,19 @@ def check_same_shape(name_a: str, a: Array, name_b: str, b: Array) -> None:
                      f"{jnp.shape(b)}.")
 
 
+def check_listwise_inputs(scores: Array, labels: Array, weights: Optional[Array] = None) -> None:
+  """The common checks of a list-wise loss: ``scores`` at least 1-D, ``labels`` of its shape, ``weights``
+  broadcastable to it; a ValueError naming the argument otherwise (checked at trace time)."""
+  check_rank_at_least("scores", scores, 1)
+  check_same_shape("scores", scores, "labels", labels)
+  if weights is not None:
+    try:
+      jnp.broadcast_shapes(jnp.shape(weights), jnp.shape(scores))
+    except ValueError:
+      raise ValueError(f"`weights` must broadcast to the shape of `scores` {jnp.shape(scores)}, got "
+                       f"{jnp.shape(weights)}.") from None
+
+
 def check_rank_at_least(name: str, x: Array, ndim: int) -> None:
   """Raises a ValueError naming ``x`` if it has fewer than ``ndim`` dimensions (checked at trace time)."""
   if jnp.ndim(x) < ndim:

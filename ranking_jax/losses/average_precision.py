@@ -59,17 +59,6 @@ from ranking_jax import utils
 Array = jax.Array
 
 
-def _check_inputs(scores: Array, labels: Array, weights: Optional[Array]) -> None:
-  utils.check_rank_at_least("scores", scores, 1)
-  utils.check_same_shape("scores", scores, "labels", labels)
-  if weights is not None:
-    try:
-      jnp.broadcast_shapes(jnp.shape(weights), jnp.shape(scores))
-    except ValueError:
-      raise ValueError(f"`weights` must broadcast to the shape of `scores` {jnp.shape(scores)}, got "
-                       f"{jnp.shape(weights)}.") from None
-
-
 def _class_masks(scores: Array, labels: Array, where: Optional[Array]) -> tuple[Array, Array]:
   labels = jnp.asarray(labels)
   if labels.dtype == jnp.bool_:
@@ -217,7 +206,7 @@ def hinge_ap_loss(scores: Array, labels: Array, *, where: Optional[Array] = None
   Array(0.6167, dtype=float32)
   """
   scores = utils.as_float(scores)
-  _check_inputs(scores, labels, weights)
+  utils.check_listwise_inputs(scores, labels, weights)
   positive, negative = _class_masks(scores, labels, where)
   safe = utils.sanitize(scores, positive | negative)
   per_list = _per_list(_hinge_ap_1d, safe, positive, negative, jnp.zeros((), scores.dtype))
@@ -242,7 +231,7 @@ def most_violating_ranking(scores: Array, labels: Array, *, where: Optional[Arra
   Array([-1,  0, -1,  2], dtype=int32)
   """
   scores = utils.as_float(scores)
-  _check_inputs(scores, labels, None)
+  utils.check_listwise_inputs(scores, labels, None)
   positive, negative = _class_masks(scores, labels, where)
   safe = utils.sanitize(scores, positive | negative)
   n = scores.shape[-1]

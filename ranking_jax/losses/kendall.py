@@ -21,17 +21,6 @@ Array = jax.Array
 _LABEL_DIFFS = ("sgn", "hardtanh")
 
 
-def _check_inputs(scores: Array, labels: Array, weights: Optional[Array]) -> None:
-  utils.check_rank_at_least("scores", scores, 1)
-  utils.check_same_shape("scores", scores, "labels", labels)
-  if weights is not None:
-    try:
-      jnp.broadcast_shapes(jnp.shape(weights), jnp.shape(scores))
-    except ValueError:
-      raise ValueError(f"`weights` must broadcast to the shape of `scores` {jnp.shape(scores)}, got "
-                       f"{jnp.shape(weights)}.") from None
-
-
 def _valid_items(scores: Array, labels: Array, where: Optional[Array]) -> Array:
   mask = utils.valid_mask(scores, where)
   if jnp.issubdtype(labels.dtype, jnp.inexact):
@@ -101,7 +90,7 @@ def kendall_rank_loss(scores: Array, labels: Array, *, where: Optional[Array] = 
   """
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
-  _check_inputs(scores, labels, weights)
+  utils.check_listwise_inputs(scores, labels, weights)
   if label_diff not in _LABEL_DIFFS:
     raise ValueError(f"`label_diff` must be one of {_LABEL_DIFFS}, got {label_diff!r}.")
   dtype = utils.float_dtype(scores.dtype)
@@ -163,7 +152,7 @@ def mse_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
   """
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
-  _check_inputs(scores, labels, weights)
+  utils.check_listwise_inputs(scores, labels, weights)
   dtype = utils.float_dtype(scores.dtype)
   mask = _valid_items(scores, labels, where)
   diff = utils.sanitize(scores.astype(dtype), mask) - utils.sanitize(labels.astype(dtype), mask)
