@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from ranking_jax import train
 from ranking_jax.train import checkpoint as checkpoint_lib
 from ranking_jax.train import optim
 from ranking_jax.train import parallel
@@ -210,3 +211,13 @@ def test_both_units_of_a_duration_are_refused(tmp_path):
   config.total_epochs = 2.0  # total_steps is 12 too
   with pytest.raises(ValueError, match="total_steps=12 and config.total_epochs=2.0 are both set"):
     trainer.train_and_evaluate(config, str(tmp_path), tt.make_task)
+
+
+def test_validation_and_test_evaluators():
+  calls = []
+  evaluators = train.validation_and_test(lambda split: calls.append(split) or iter(()),
+                                         {"validation": "v", "test": "t"}, metrics_fn=dict)
+  assert evaluators["validation"].periodic and not evaluators["test"].periodic
+  evaluators["test"].make_iterator()
+  evaluators["validation"].make_iterator()
+  assert calls == ["t", "v"]

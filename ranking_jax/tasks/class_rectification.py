@@ -374,11 +374,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
     return (to_trainer_batch(b) for b in batches)
 
   metrics_fn = functools.partial(attribute_metrics, names=names, ratios=ratios)
-  evaluators = {
-      "validation": train.Evaluator(functools.partial(make_eval_iterator, splits["validation"]), metrics_fn),
-      "test": train.Evaluator(functools.partial(make_eval_iterator, splits["test"]), metrics_fn,
-                              periodic=False),
-  }
+  evaluators = train.validation_and_test(make_eval_iterator, splits, metrics_fn)
   loss = config.loss
   terms = make_loss_terms(variant, num_values, top_k=int(loss.top_k), relative_margin=loss.relative_margin,
                           absolute_margin=float(loss.absolute_margin), num_bins=int(loss.num_bins),

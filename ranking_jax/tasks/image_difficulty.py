@@ -217,12 +217,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
     from ranking_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
     initialize_variables = lambda variables: weights_lib.load_backbone_weights(variables, weights_path)
 
-  evaluators = {
-      "validation": train.Evaluator(functools.partial(make_eval_iterator, splits["validation"]),
-                                    difficulty_metrics),
-      "test": train.Evaluator(functools.partial(make_eval_iterator, splits["test"]), difficulty_metrics,
-                              periodic=False),
-  }
+  evaluators = train.validation_and_test(make_eval_iterator, splits, difficulty_metrics)
   return train.Task(model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
                     loss_terms=make_loss_terms(config.loss.label_diff),
                     make_train_iterator=make_train_iterator, evaluators=evaluators,

@@ -233,11 +233,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
     return (to_eval_batch(b) for b in batches)
 
   metrics_fn = functools.partial(recall_metrics, fold_size=int(config.eval.fold_size))
-  evaluators = {
-      "validation": train.Evaluator(functools.partial(make_eval_iterator, splits["validation"]), metrics_fn),
-      "test": train.Evaluator(functools.partial(make_eval_iterator, splits["test"]), metrics_fn,
-                              periodic=False),
-  }
+  evaluators = train.validation_and_test(make_eval_iterator, splits, metrics_fn)
   model = models.build_model(config.model.name, vocab_size=int(splits["vocab_size"]),
                              **config.model.kwargs.to_dict())
   return train.Task(model=model, loss_terms=make_loss_terms(config.loss),

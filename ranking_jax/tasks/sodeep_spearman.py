@@ -250,12 +250,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
     from ranking_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
     initialize_variables = lambda variables: weights_lib.load_backbone_weights(variables, weights_path)
 
-  evaluators = {
-      "validation": train.Evaluator(functools.partial(make_eval_iterator, splits["validation"]),
-                                    spearman_metrics),
-      "test": train.Evaluator(functools.partial(make_eval_iterator, splits["test"]), spearman_metrics,
-                              periodic=False),
-  }
+  evaluators = train.validation_and_test(make_eval_iterator, splits, spearman_metrics)
   terms = make_loss_terms(config.loss)
   return train.Task(model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
                     loss_terms=terms, make_train_iterator=make_train_iterator,

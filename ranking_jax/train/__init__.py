@@ -63,13 +63,12 @@ from ranking_jax.train.schedules import (LossWeighting, alternating, piecewise, 
 from ranking_jax.train.state import TrainState, count_params, create_train_state, fingerprint
 from ranking_jax.train.trainer import (Evaluator, Predictions, Task, TrainResult, WorkdirMismatchError,
                                        evaluate, load_state, measure_train_step, shape_signature,
-                                       train_and_evaluate)
+                                       train_and_evaluate, validation_and_test)
 
 __all__ = [
     "AXIS_NAME", "Checkpointer", "Evaluator", "LossWeighting", "Predictions", "StepPlan", "Task",
     "TrainResult", "TrainState", "WorkdirMismatchError", "alternating", "count_params",
     "create_train_state", "evaluate", "fingerprint", "learning_rate_schedule", "load_state",
     "make_eval_step", "make_optimizer", "make_train_step", "measure_train_step", "piecewise", "plan_steps",
-    "shape_signature",
-    "train_and_evaluate", "uncertainty", "weighted",
+    "shape_signature", "train_and_evaluate", "uncertainty", "validation_and_test", "weighted",
 ]

@@ -47,6 +47,18 @@ class Evaluator:
   periodic: bool = True
 
 
+def validation_and_test(make_iterator: Callable[[Any], Callable[[], Iterable[Batch]]],
+                        splits: Mapping[str, Any], metrics_fn: Callable[[Any, Batch], Mapping[str, float]]
+                        ) -> dict[str, Evaluator]:
+  """The usual pair of evaluators: ``validation`` (periodic and final) and ``test`` (final only).
+
+  ``make_iterator(split)`` is called with ``splits["validation"]`` and ``splits["test"]`` each time an
+  evaluation starts; both splits share ``metrics_fn``.
+  """
+  return {"validation": Evaluator(lambda: make_iterator(splits["validation"]), metrics_fn),
+          "test": Evaluator(lambda: make_iterator(splits["test"]), metrics_fn, periodic=False)}
+
+
 @dataclasses.dataclass
 class Predictions:
   """The final model outputs on one evaluation split (padding removed), kept for the report."""
