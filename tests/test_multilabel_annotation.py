@@ -31,7 +31,9 @@ def test_variants_and_modifiers():
     config = config_lib.get_config(variant)
     assert config.variant == config.loss.name == variant
     assert dict(config.multitask.weights) == {variant: 1.0}
-    assert (config.optimizer.name, config.optimizer.momentum, config.batch_size) == ("sgd", 0.9, 32)
+    # Embedded CPU recipe: Adam, batch norm, no dropout (the paper's SGD recipe killed the ranking runs).
+    assert (config.optimizer.name, config.optimizer.learning_rate, config.batch_size) == ("adam", 1e-3, 32)
+    assert config.model.kwargs.batch_norm and config.model.kwargs.dropout_rate == 0.0
     assert config.optimizer.schedule.name == "halving"  # a staircase decay
     assert config.data.name == "scenes" and config.model.kwargs.num_tags == scene_tags.NUM_TAGS
     assert config_lib.get_config(variant + ",smoke").total_steps == 2
@@ -39,6 +41,7 @@ def test_variants_and_modifiers():
   assert (nuswide.data.name, nuswide.model.kwargs.num_tags, nuswide.model.kwargs.preset) == ("nuswide", 81,
                                                                                              "paper")
   assert (nuswide.data.image_size, nuswide.data.crop_size, nuswide.optimizer.learning_rate) == (256, 220, 0.002)
+  assert (nuswide.optimizer.name, nuswide.optimizer.momentum) == ("sgd", 0.9)  # the paper's recipe
   voc = config_lib.get_config("softmax,voc2007")
   assert (voc.data.name, voc.model.kwargs.num_tags) == ("voc2007", 20)
   for bad in ("wrap", "warp,nuswide,voc2007", "warp,tpu"):
@@ -270,3 +273,12 @@ def test_annotation_benchmark_cases_run():
   for case in cases:
     result = benchmarking.run_case(case, 2, 6, min_repeats=1, min_seconds=0.0, max_repeats=1)
     assert result.backward_ms is not None and result.backward_ms > 0 and not result.note
+
+
+def test_score_spread_flags_a_network_that_ignores_the_image():
+  labels = {"labels": np.eye(4)[[0, 1, 2, 3, 0]]}
+  prior = np.tile([0.4, 0.3, 0.2, 0.1], (5, 1))  # the same scores for every image
+  assert task_lib.annotation_metrics(prior, labels, ks=(1,))["score_spread"] == 0.0
+  varied = prior + np.arange(5)[:, None] * np.array([1.0, -1.0, 0.0, 0.0])
+  expected = np.mean(np.std(varied, axis=0))  # numpy's population std, per tag, then the mean
+  assert task_lib.annotation_metrics(varied, labels, ks=(1,))["score_spread"] == pytest.approx(expected)

@@ -222,7 +222,9 @@ def annotation_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray
                        ks: Sequence[int] = KS) -> dict[str, float]:
   """Tables 1-2's metrics at every ``k`` of ``ks`` as fractions (N+ as a count and as % of the tags).
 
-  Keys ``k<k>/<metric>`` for ``metric`` in :data:`METRICS` and ``k<k>/n_plus`` (the count).
+  Keys ``k<k>/<metric>`` for ``metric`` in :data:`METRICS` and ``k<k>/n_plus`` (the count), and
+  ``score_spread``: the mean over tags of the scores' standard deviation across images. 0 means the network
+  ignores the image (every image gets the same top k: the tag prior); a dead-ReLU collapse shows here first.
 
   >>> out = annotation_metrics(np.array([[0.9, 0.8, 0.1], [0.2, 0.7, 0.6]]),
   ...                          {"labels": np.array([[1, 0, 0], [0, 1, 1]])}, ks=(1,))
@@ -239,6 +241,8 @@ def annotation_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray
                 f"k{k}/n_plus": float(m.n_plus), f"k{k}/n_plus_percent": 100.0 * m.n_plus / labels.shape[1]})
   out["num_examples"] = float(len(labels))
   out["num_nonfinite"] = float(np.sum(~np.isfinite(scores)))
+  finite = np.where(np.isfinite(scores), scores, np.nan)
+  out["score_spread"] = float(np.nanmean(np.nanstd(finite, axis=0))) if np.isfinite(finite).any() else 0.0
   return out
 
 
