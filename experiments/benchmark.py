@@ -116,8 +116,10 @@ def _annotation() -> None:
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 2 or (len(argv) == 2 and argv[1] not in SUBCOMMANDS):
-    raise app.UsageError(f"usage: python -m experiments.benchmark [{'|'.join(SUBCOMMANDS)}] [--flags]; "
-                         f"got {' '.join(argv[1:])!r}.")
+    # One line and exit status 2 (absl's UsageError would print the whole module docstring first).
+    print(f"usage: python -m experiments.benchmark [{'|'.join(SUBCOMMANDS)}] [--flags]; "
+          f"got {' '.join(argv[1:])!r}.", file=sys.stderr)
+    sys.exit(2)
   what = argv[1] if len(argv) == 2 else "losses"
   if what == "sorters":
     benchmark_sorters.main(argv[:1])

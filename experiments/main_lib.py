@@ -115,10 +115,16 @@ def check_command_line(argv: Sequence[str]) -> tuple[list[str], dict[str, None]]
       if not siblings:  # the parent itself is misspelt: match whole keys
         siblings = valid
       close = difflib.get_close_matches(key, siblings, n=4, cutoff=0.3)
-      where = f"under {parent!r}" if parent and parent in valid else "at the top level"
+      if siblings is valid:  # list the top-level names (groups end in "."), not every nested leaf
+        where = "top-level names"
+        groups = {k.split(".")[0] for k in valid if "." in k}
+        names = sorted({k.split(".")[0] + ("." if k.split(".")[0] in groups else "") for k in valid})
+      else:
+        where, names = f"keys under {parent!r}", sorted(siblings)
+      shown = ", ".join(names[:30]) + (f", ... ({len(names) - 30} more)" if len(names) > 30 else "")
       raise UsageError(f"unknown config key {key!r} in --config.{key}"
                        + (f"; did you mean: {', '.join(close)}?" if close else "")
-                       + f" (valid keys {where}: {', '.join(sorted(siblings)[:40])}).")
+                       + f" (valid {where}: {shown}).")
   set_none: dict[str, None] = {}
   drop = set()
   for position, key, value in overrides:

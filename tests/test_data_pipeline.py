@@ -48,7 +48,7 @@ def test_batch_indices_match_reference_and_cover_each_epoch_once():
   assert not np.array_equal(epoch0, epoch1)  # reshuffled
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True)
 @given(n=st.integers(8, 200), local=st.integers(1, 4), processes=st.sampled_from([1, 2, 4]),
        step=st.integers(0, 500), seed=st.integers(0, 2 ** 32 - 1))
 def test_process_slices_partition_the_global_batch(n, local, processes, step, seed):

@@ -18,6 +18,12 @@ def test_misspelt_key_names_the_closest_valid_keys():
     main_lib.check_command_line(["prog", CONFIG, "--config.optimizer.lerning_rate=0.1"])
   with pytest.raises(main_lib.UsageError, match="optimizer.learning_rate"):  # listed among the valid keys
     main_lib.check_command_line(["prog", CONFIG, "--config.optimizer.lrr=0.1"])
+  # A misspelt group: the closest whole keys, then the top-level names only (short enough for one line).
+  with pytest.raises(main_lib.UsageError) as raised:
+    main_lib.check_command_line(["prog", CONFIG, "--config.optimzer.learning_rate=0.1"])
+  message = str(raised.value)
+  assert "did you mean: optimizer.learning_rate" in message and "top-level names" in message
+  assert "optimizer." in message and "model.kwargs" not in message and len(message) < 600, message
 
 
 def test_a_duration_on_the_command_line_replaces_its_twin():

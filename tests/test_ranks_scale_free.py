@@ -2,6 +2,8 @@
 
 import functools
 
+import hypothesis
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,9 +16,12 @@ from ranking_jax import losses
 from ranking_jax import ranks
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, derandomize=True)
 @given(scale=st.floats(1e-4, 1e4), shift=st.floats(-1e3, 1e3))
 def test_standardized_soft_ranks_are_invariant_to_scale_and_shift(scale, shift):
+  # Only inputs that float32 can hold: a shift far above the scaled gaps (0.05 x scale) rounds the gaps
+  # away in the input itself (e.g. 1e3 + 1e-4 x 0.05), before any ranking happens.
+  hypothesis.assume(abs(shift) <= 100.0 * scale)
   x = np.array([0.1, 0.3, 0.2, 0.25, 0.05, -0.4], np.float32)
   base = ranks.soft_ranks(jnp.asarray(x), standardize=True, regularization_strength=0.1)
   moved = ranks.soft_ranks(jnp.asarray(np.float32(scale) * x + np.float32(shift)), standardize=True,

@@ -24,7 +24,7 @@ def algorithm1_losses(num_units: int, frequency: int) -> list[str]:
   return chosen
 
 
-@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
 @hypothesis.given(frequency=st.integers(1, 5), steps_per_unit=st.integers(1, 4))
 def test_alternating_follows_algorithm_1(frequency, steps_per_unit):
   schedule = jax.jit(schedules.alternating("rank", "mse", frequency=frequency, steps_per_unit=steps_per_unit))
