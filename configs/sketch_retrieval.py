@@ -101,7 +101,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.seed = 0
   config.data.image_size = 72
   config.data.crop_size = 64
-  config.data.flip = True
+  # One mirror flip per triplet: the shoes face one way, so mirroring the sketch alone breaks the match.
+  config.data.flip = "shared"  # none | shared | independent (the reference implementation's)
   config.data.num_train = 304  # embedded only (QMUL's sizes come from the files)
   config.data.num_test = 115
   config.data.cache_dir = ""
@@ -117,16 +118,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "sketch_triplet_net"
-  # No ReLU on the embedding (the paper has one): with it the embedding died (all zeros, triplet loss stuck at
-  # the margin 1.0) in a first 400-step run from random init.
+  # CPU recipe (not the paper's; docs/results/sketch_retrieval.md "Why the first runs did not learn"): batch
+  # norm, no dropout (0.5 after fc6 added noise ~8x the early distances) and an L2-normalised embedding
+  # without ReLU (unnormalised, the hinge of eq. 1 was met by shrinking every embedding to ~0).
   config.model.kwargs = ml_collections.ConfigDict(
-      {"size": "small", "dropout_rate": 0.5, "embedding_relu": False, "batch_norm": False})
+      {"size": "small", "dropout_rate": 0.0, "embedding_relu": False, "batch_norm": True,
+       "normalize_embedding": True})
 
   config.loss = ml_collections.ConfigDict()
   config.loss.margin = 1.0  # Delta of eq. 1
+  # Eq. 4's sketch predictions as a fixed target (Caffe's sigmoid cross-entropy has no gradient to its label).
+  config.loss.attribute_target_gradient = False
 
   config.pretrain = ml_collections.ConfigDict()
   config.pretrain.steps = 100  # stage 1: cross-domain instance classification
+  # Kept at weight 1 beside eq. 5 in stage 2: dropped at the switch, its features were lost within 50 steps.
+  config.pretrain.weight_after = 1.0
 
   config.eval = ml_collections.ConfigDict()
   config.eval.attribute_weight = 1.0  # lambda_a of eq. 6

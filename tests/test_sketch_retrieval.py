@@ -85,6 +85,9 @@ def test_schedule_has_two_stages():
                                                      "sketch_attributes": 0.0, "pretrain": 1.0}
   assert {k: float(v) for k, v in late.items()} == pytest.approx(
       {"triplet": 1.0, "attribute_ranking": 1.0, "sketch_attributes": 0.01, "pretrain": 0.0})
+  kept = task_lib.make_schedule({"triplet": 1.0}, 5, ("triplet", "pretrain"), pretrain_weight_after=0.25)
+  assert float(kept(jnp.int32(4))["pretrain"]) == 1.0 and float(kept(jnp.int32(5))["pretrain"]) == 0.25
+  assert float(kept(jnp.int32(4))["triplet"]) == 0.0
 
 
 # ------------------------------------------------------------------------------------------------ metrics

@@ -432,6 +432,31 @@ def test_random_crop_flip_takes_a_crop_of_each_image():
   np.testing.assert_array_equal(qmul.center_crop(images, 9), images[:, 1:10, 1:10])
 
 
+@pytest.mark.parametrize("mode", ["shared", "independent", "none", True, False])
+def test_crop_flip_transform_modes(mode):
+  # Every image is left-right asymmetric, so a crop tells whether it was mirrored.
+  images = np.tile(np.arange(12, dtype=np.float32)[None, None, :, None], (40, 12, 1, 1))
+  batch = {"anchor": images, "positive": images + 100, "negative": images + 200, "triplet": np.arange(40)}
+  out = qmul.make_crop_flip_transform(10, flip=mode)(batch, np.random.default_rng(0))
+  flipped = {k: out[k][:, 0, 0, 0] > out[k][:, 0, -1, 0] for k in ("anchor", "positive", "negative")}
+  np.testing.assert_array_equal(out["triplet"], np.arange(40))
+  if mode in ("none", False):
+    assert not any(f.any() for f in flipped.values())
+  elif mode == "shared":  # one flip per row, for the sketch and both photos
+    assert 5 < flipped["anchor"].sum() < 35
+    np.testing.assert_array_equal(flipped["anchor"], flipped["positive"])
+    np.testing.assert_array_equal(flipped["anchor"], flipped["negative"])
+  else:
+    assert (flipped["anchor"] != flipped["positive"]).any()
+
+
+def test_crop_flip_transform_rejects_unknown_modes():
+  with pytest.raises(ValueError, match="flip must be one of"):
+    qmul.make_crop_flip_transform(10, flip="sometimes")
+  with pytest.raises(ValueError, match="flips"):
+    qmul.random_crop_flip(np.zeros((2, 12, 12, 1)), np.random.default_rng(0), 10, flips=np.ones(3, bool))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The three-branch model.
 
@@ -497,3 +522,19 @@ def test_model_options_and_errors():
     sketch_net.build_sketch_triplet_net(depth=3)
   with pytest.raises(ValueError, match="missing"):
     plain.init(jax.random.key(0), {"anchor": jnp.zeros((1, 32, 32, 1))})
+
+
+def test_normalized_embedding_has_unit_norm_and_survives_a_dead_row():
+  model = sketch_net.build_sketch_triplet_net(num_attributes=0, widths=(4, 4, 8, 8, 8), fc_features=16,
+                                              embedding_dim=8, normalize_embedding=True, embedding_relu=True)
+  images = jnp.asarray(np.random.default_rng(0).random((3, 32, 32, 1)), jnp.float32)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), images)
+  rng = np.random.default_rng(1)
+  variables = jax.tree.map(lambda x: jnp.asarray(rng.normal(0.0, 0.3, x.shape), x.dtype), shapes)
+  out = jax.jit(model.apply)(variables, images)["embedding"]
+  np.testing.assert_allclose(np.linalg.norm(np.asarray(out), axis=1), 1.0, rtol=1e-5)
+  # A negative embedding bias with ReLU kills every unit: the embedding is zero, not NaN.
+  dead = jax.tree.map(lambda x: x, variables)
+  dead["params"]["embedding_dense"]["bias"] = jnp.full_like(dead["params"]["embedding_dense"]["bias"], -1e6)
+  out = jax.jit(model.apply)(dead, images)["embedding"]
+  assert np.all(np.isfinite(np.asarray(out))) and np.allclose(out, 0.0)

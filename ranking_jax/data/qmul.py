@@ -388,9 +388,11 @@ def center_crop(images: np.ndarray, crop_size: int) -> np.ndarray:
 
 
 def random_crop_flip(images: np.ndarray, rng: np.random.Generator, crop_size: int, *,
-                     flip: bool = True) -> np.ndarray:
+                     flip: bool = True, flips: Optional[np.ndarray] = None) -> np.ndarray:
   """An independent random ``crop_size`` square (and, with ``flip``, a horizontal flip with probability
   1/2) of each image of ``[B, H, W, C]``; offsets are uniform over ``[0, H - crop_size]``.
+
+  ``flips`` (bool ``[B]``), when given, fixes which images are mirrored (``flip`` is then ignored).
   """
   images = np.asarray(images)
   if images.ndim != 4:
@@ -400,7 +402,10 @@ def random_crop_flip(images: np.ndarray, rng: np.random.Generator, crop_size: in
     raise ValueError(f"`crop_size` must lie in [1, {min(height, width)}], got {crop_size}.")
   tops = rng.integers(0, height - crop_size + 1, size=batch)
   lefts = rng.integers(0, width - crop_size + 1, size=batch)
-  flips = rng.random(batch) < 0.5 if flip else np.zeros(batch, bool)
+  if flips is None:
+    flips = rng.random(batch) < 0.5 if flip else np.zeros(batch, bool)
+  elif np.shape(flips) != (batch,):
+    raise ValueError(f"`flips` must be bool [{batch}], got shape {np.shape(flips)}.")
   out = np.empty((batch, crop_size, crop_size) + images.shape[3:], images.dtype)
   for b in range(batch):
     crop = images[b, tops[b]:tops[b] + crop_size, lefts[b]:lefts[b] + crop_size]
@@ -408,20 +413,35 @@ def random_crop_flip(images: np.ndarray, rng: np.random.Generator, crop_size: in
   return out
 
 
+FLIP_MODES = ("none", "shared", "independent")
+
+
 def make_crop_flip_transform(crop_size: int = PAPER_CROP_SIZE,
                              keys: Sequence[str] = ("anchor", "positive", "negative"), *,
-                             flip: bool = True) -> Callable[[Batch, np.random.Generator], Batch]:
+                             flip: Union[bool, str] = "shared") -> Callable[[Batch, np.random.Generator], Batch]:
   """A pipeline transform ``(batch, rng) -> batch`` cropping (and flipping) each image of ``keys``.
 
-  Each image gets its own crop offset and flip, as in the reference implementation; other keys pass
-  through. Use it as the ``transform`` of :func:`ranking_jax.data.pipeline.make_train_iterator`.
+  Each image gets its own crop offset. ``flip``: ``"shared"`` (default) mirrors a whole row -- the sketch
+  and its photos together -- with probability 1/2; ``"independent"`` (or True) flips each image on its
+  own, as the reference implementation does; ``"none"`` (or False) never flips. Independent flips hurt
+  here: the shoes all face one way, and mirroring the sketch alone dropped a HOG nearest neighbour's
+  acc@10 from 80 % to 22 % on QMUL-Shoe. Other keys pass through. Use it as the ``transform`` of
+  :func:`ranking_jax.data.pipeline.make_train_iterator`.
+
+  Raises:
+    ValueError: an unknown ``flip`` mode.
   """
   keys = tuple(keys)
+  mode = {True: "independent", False: "none"}.get(flip, flip) if isinstance(flip, bool) else str(flip)
+  if mode not in FLIP_MODES:
+    raise ValueError(f"flip must be one of {FLIP_MODES} (or a bool), got {flip!r}.")
 
   def transform(batch: Batch, rng: np.random.Generator) -> Batch:
     out = dict(batch)
+    rows = len(np.asarray(batch[keys[0]]))
+    shared = rng.random(rows) < 0.5 if mode == "shared" else None
     for key in keys:
-      out[key] = random_crop_flip(batch[key], rng, crop_size, flip=flip)
+      out[key] = random_crop_flip(batch[key], rng, crop_size, flip=mode == "independent", flips=shared)
     return out
 
   return transform

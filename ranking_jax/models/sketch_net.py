@@ -105,6 +105,8 @@ class SketchTripletNet(nn.Module):
     num_classes: an optional classification head on the shared FC (e.g. a pre-training stage); 0: none.
     dropout_rate: dropout after the shared FC and in the attribute head (the paper's "with dropout").
     embedding_relu: ReLU on the embedding (the paper's "FC layer with dropout and RELU").
+    normalize_embedding: L2-normalise the embedding (not in the paper): squared distances then lie in
+      [0, 4], so the margin of eq. 1 cannot be met by shrinking every embedding towards zero.
     batch_norm: batch norm after each convolution (not in the paper; the three branches share batch
       statistics, computed over the concatenated batch).
     invert_input: feed ``1 - images`` (white-background drawings become zero-background).
@@ -125,6 +127,7 @@ class SketchTripletNet(nn.Module):
   embedding_relu: bool = True
   batch_norm: bool = False
   invert_input: bool = True
+  normalize_embedding: bool = False
 
   def setup(self):
     self.trunk = SketchTrunk(self.size, self.dropout_rate, self.batch_norm, self.invert_input)
@@ -144,6 +147,10 @@ class SketchTripletNet(nn.Module):
     embedding = self.embedding_dense(shared)
     if self.embedding_relu:
       embedding = nn.relu(embedding)
+    if self.normalize_embedding:
+      # The floor keeps an all-zero embedding (a dead ReLU row) finite instead of NaN.
+      norm = jnp.sqrt(jnp.sum(jnp.square(embedding), axis=-1, keepdims=True))
+      embedding = embedding / jnp.maximum(norm, 1e-6)
     out = {"embedding": embedding}
     if self.num_attributes > 0:
       hidden = self.attribute_dropout(nn.relu(self.attribute_hidden(shared)), deterministic=not train)
@@ -175,6 +182,7 @@ class SketchTripletNet(nn.Module):
 def build_sketch_triplet_net(*, size: Union[str, SketchNetSize] = "small", num_attributes: int = 21,
                              num_classes: int = 0, dropout_rate: float = 0.5, embedding_relu: bool = True,
                              batch_norm: bool = False, invert_input: bool = True,
+                             normalize_embedding: bool = False,
                              **size_overrides: Any) -> SketchTripletNet:
   """A :class:`SketchTripletNet` of a named size (``"small"``, ``"paper"``) with optional overrides.
 
@@ -202,15 +210,18 @@ def build_sketch_triplet_net(*, size: Union[str, SketchNetSize] = "small", num_a
     raise ValueError(f"need num_attributes >= 0 and num_classes >= 0, got {num_attributes}, {num_classes}.")
   return SketchTripletNet(size=size, num_attributes=int(num_attributes), num_classes=int(num_classes),
                           dropout_rate=float(dropout_rate), embedding_relu=bool(embedding_relu),
-                          batch_norm=bool(batch_norm), invert_input=bool(invert_input))
+                          batch_norm=bool(batch_norm), invert_input=bool(invert_input),
+                          normalize_embedding=bool(normalize_embedding))
 
 
 @register_model("sketch_triplet_net")
 def sketch_triplet_net(*, size: Union[str, SketchNetSize] = "small", num_attributes: int = 21,
                        num_classes: int = 0, dropout_rate: float = 0.5, embedding_relu: bool = True,
                        batch_norm: bool = False, invert_input: bool = True,
+                       normalize_embedding: bool = False,
                        **size_overrides: Any) -> SketchTripletNet:
   """Registry entry of :func:`build_sketch_triplet_net` (``config.model.name = "sketch_triplet_net"``)."""
   return build_sketch_triplet_net(size=size, num_attributes=num_attributes, num_classes=num_classes,
                                   dropout_rate=dropout_rate, embedding_relu=embedding_relu,
-                                  batch_norm=batch_norm, invert_input=invert_input, **size_overrides)
+                                  batch_norm=batch_norm, invert_input=invert_input,
+                                  normalize_embedding=normalize_embedding, **size_overrides)

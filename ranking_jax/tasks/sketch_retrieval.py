@@ -273,19 +273,27 @@ def head_sizes(config: Any, data: SketchData) -> dict[str, int]:
 # ------------------------------------------------------------------------------------- losses, schedule
 
 
-def make_loss_terms(*, use_ar: bool, use_ap: bool, pretrain: bool, margin: float = 1.0) -> dict[str, Any]:
+def make_loss_terms(*, use_ar: bool, use_ap: bool, pretrain: bool, margin: float = 1.0,
+                    attribute_target_gradient: bool = False) -> dict[str, Any]:
   """The trainer's loss terms of eq. 5 (unweighted) and the pre-training term.
 
   ``triplet`` (eq. 1), ``attribute_ranking`` (eq. 4, on the predicted attributes of sketch and positive),
   ``sketch_attributes`` / ``positive_attributes`` / ``negative_attributes`` (eq. 2, against the batch's
   labels) and ``pretrain`` (mean softmax cross-entropy of the class head over the three branches, label =
   the pair index of each image).
+
+  ``attribute_target_gradient=False`` (default) treats the sketch's predicted attributes in eq. 4 as a
+  fixed target, as a Caffe ``SigmoidCrossEntropyLoss`` (which cannot backpropagate to its label input)
+  computes it: eq. 4 then pulls the photo's predictions towards the sketch's. With gradients into both
+  arguments, H(a, a) is the entropy of a, and at weight 1 eq. 4 drove every attribute logit to saturation
+  (AR 0.02 while the AP terms rose from ln 2 to 2.1-2.5 in a 400-step run).
   """
   terms = {"triplet": lambda out, batch: triplet_losses.triplet_ranking_loss(
       out["anchor_embedding"], out["positive_embedding"], out["negative_embedding"], margin=margin)}
   if use_ar:
+    target = (lambda x: x) if attribute_target_gradient else jax.lax.stop_gradient
     terms["attribute_ranking"] = lambda out, batch: triplet_losses.attribute_similarity_loss(
-        out["anchor_attribute_logits"], out["positive_attribute_logits"])
+        target(out["anchor_attribute_logits"]), out["positive_attribute_logits"])
   if use_ap:
     for name, branch in zip(AP_TERMS, _BRANCHES):
       terms[name] = functools.partial(
@@ -301,20 +309,23 @@ def make_loss_terms(*, use_ar: bool, use_ap: bool, pretrain: bool, margin: float
   return terms
 
 
-def make_schedule(weights: Mapping[str, float], pretrain_steps: int, names: Sequence[str]) -> Any:
-  """Stage 1 (``step < pretrain_steps``): only ``pretrain`` (weight 1); stage 2: ``weights`` (eq. 5).
+def make_schedule(weights: Mapping[str, float], pretrain_steps: int, names: Sequence[str],
+                  pretrain_weight_after: float = 0.0) -> Any:
+  """Stage 1 (``step < pretrain_steps``): only ``pretrain`` (weight 1); stage 2: ``weights`` (eq. 5) plus
+  ``pretrain`` at ``pretrain_weight_after`` (0: dropped, as a pure eq. 5 stage).
 
-  >>> schedule = make_schedule({"triplet": 1.0}, 3, ("triplet", "pretrain"))
+  >>> schedule = make_schedule({"triplet": 1.0}, 3, ("triplet", "pretrain"), 0.5)
   >>> [(float(schedule(jnp.int32(s))["triplet"]), float(schedule(jnp.int32(s))["pretrain"])) for s in (2, 3)]
-  [(0.0, 1.0), (1.0, 0.0)]
+  [(0.0, 1.0), (1.0, 0.5)]
   """
   main = {name: float(weights.get(name, 1.0)) for name in names if name != "pretrain"}
+  after = float(pretrain_weight_after)
 
   def schedule(step):
     stage2 = (jnp.asarray(step) >= pretrain_steps).astype(jnp.float32)
     out = {name: weight * stage2 for name, weight in main.items()}
     if "pretrain" in names:
-      out["pretrain"] = 1.0 - stage2
+      out["pretrain"] = 1.0 - stage2 + after * stage2
     return out
 
   return schedule
@@ -393,12 +404,13 @@ def make_task(config: Any, data: Optional[SketchData] = None) -> train.Task:
   use_ar = float(weights.get("attribute_ranking", 0.0)) > 0
   pretrain_steps = int(config.pretrain.steps)
   terms = make_loss_terms(use_ar=use_ar, use_ap=data.use_ap, pretrain=pretrain_steps > 0,
-                          margin=float(config.loss.margin))
+                          margin=float(config.loss.margin),
+                          attribute_target_gradient=bool(config.loss.get("attribute_target_gradient", False)))
   sizes = head_sizes(config, data)
   model = models.build_model(config.model.name, **{**config.model.kwargs.to_dict(), **sizes})
   triplet_source = triplets_lib.TripletSource(data.train, data.train_triplets, with_attributes=data.use_ap)
   crop = int(config.data.crop_size)
-  transform = qmul_lib.make_crop_flip_transform(crop, flip=bool(config.data.flip))
+  transform = qmul_lib.make_crop_flip_transform(crop, flip=config.data.flip)
   batch_size, seed, eval_batch_size = int(config.batch_size), int(config.seed), int(config.eval_batch_size)
   label_keys = tuple(f"{b}_attributes" for b in _BRANCHES) if data.use_ap else ()
 
@@ -428,7 +440,8 @@ def make_task(config: Any, data: Optional[SketchData] = None) -> train.Task:
                                  attribute_weight=float(config.eval.attribute_weight))
   evaluators = {"test": train.Evaluator(make_eval_iterator, metrics_fn, periodic=False)}
   return train.Task(model=model, loss_terms=terms, make_train_iterator=make_train_iterator,
-                    evaluators=evaluators, schedule=make_schedule(weights, pretrain_steps, tuple(terms)),
+                    evaluators=evaluators, schedule=make_schedule(weights, pretrain_steps, tuple(terms),
+                                                           float(config.pretrain.get("weight_after", 0.0))),
                     num_train_examples=len(triplet_source),
                     report=functools.partial(report, config, data), example_name="triplets")
 
