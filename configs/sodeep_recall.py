@@ -16,6 +16,8 @@ Add ``--config.data.cache_dir=/tmp/rj-scenes-cache`` to render the scenes and bu
 Variants (``get_config("<variant>[,coco][,smoke][,seed=<int>]")``):
 
 * ``triplet_hard``: VSE++'s max-of-hinges triplet loss, margin 0.2 (DSVE-Loc's loss: the paper's baseline);
+* ``triplet_hard_warmup``: the same after 2 epochs of the sum of hinges (VSE0) (ours: from random init the
+  max of hinges alone collapses here; DSVE-Loc and VSE++ start from an ImageNet-pretrained image path);
 * ``recall_lstm``: eq. 9-10 with the shipped LSTM sorter ``lstm_h64_d100`` on both directions of the batch's
   similarity matrix, margin 1 rank position (the paper's DSVE-Loc + SoDeep loss row);
 * ``recall_soft_ranks``: the same with Blondel et al.'s soft ranks (eps 0.01 on cosine similarities; ours);
@@ -40,7 +42,7 @@ import ml_collections
 
 from configs import base
 
-VARIANTS = ("triplet_hard", "recall_lstm", "recall_soft_ranks")
+VARIANTS = ("triplet_hard", "triplet_hard_warmup", "recall_lstm", "recall_soft_ranks")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -80,11 +82,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "hidden_dim": 128})
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = "triplet_hard" if arg.variant == "triplet_hard" else "recall"
-  config.loss.rank_fn = {"triplet_hard": "", "recall_lstm": "lstm_h64_d100",
+  triplet = arg.variant.startswith("triplet_hard")
+  config.loss.name = "triplet_hard" if triplet else "recall"
+  config.loss.rank_fn = {"triplet_hard": "", "triplet_hard_warmup": "", "recall_lstm": "lstm_h64_d100",
                          "recall_soft_ranks": "soft_ranks"}[arg.variant]
-  config.loss.margin = 0.2 if arg.variant == "triplet_hard" else 1.0  # cosine units / rank positions
+  config.loss.margin = 0.2 if triplet else 1.0  # cosine units / rank positions
   config.loss.regularization_strength = 0.01  # soft_ranks only
+  # Epochs of the sum of hinges (VSE0) before the max of hinges: from random init the max alone collapsed.
+  config.loss.warmup_epochs = 2.0 if arg.variant == "triplet_hard_warmup" else 0.0
   config.multitask.name = "weighted"
   config.multitask.weights = ml_collections.ConfigDict({config.loss.name: 1.0})
 

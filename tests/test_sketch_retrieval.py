@@ -208,9 +208,12 @@ def _check_run(config, task, workdir):
   for step, record in enumerate(train_records):
     terms = {k[len("loss/"):]: v for k, v in record.items() if k.startswith("loss/")}
     weights = {k: record[f"weight/{k}"] for k in terms}
-    assert weights["pretrain"] == (1.0 if step == 0 else 0.0)  # stage 1 = the first step in smoke
-    if step == 1:
-      assert weights == pytest.approx({k: config.multitask.weights[k] for k in terms} | {"pretrain": 0.0})
+    after = config.pretrain.weight_after
+    assert weights["pretrain"] == (1.0 if step == 0 else after)  # stage 1 = the first step in smoke
+    if step == 0:
+      assert all(weights[k] == 0.0 for k in terms if k != "pretrain")
+    else:
+      assert weights == pytest.approx({k: config.multitask.weights[k] for k in terms} | {"pretrain": after})
     assert record["loss"] == pytest.approx(sum(weights[k] * terms[k] for k in terms), rel=1e-5, abs=1e-6)
   report = results["report"]
   test = results["eval"]["test"]

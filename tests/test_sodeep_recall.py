@@ -54,6 +54,23 @@ def test_max_of_hinges_matches_a_loop():
   assert float(task_lib.max_of_hinges_loss(jnp.eye(4), margin=0.5)) == 0.0
 
 
+def test_sum_of_hinges_matches_a_loop_and_the_warmup_schedules_it():
+  rng = np.random.default_rng(1)
+  s = rng.uniform(-1, 1, size=(5, 5))
+  loop = sum(max(0.0, 0.3 - s[i, i] + s[i, j]) + max(0.0, 0.3 - s[i, i] + s[j, i])
+             for i in range(5) for j in range(5) if j != i) / 5
+  assert float(task_lib.sum_of_hinges_loss(jnp.asarray(s), margin=0.3)) == pytest.approx(loop, rel=1e-5)
+  config = config_lib.get_config("triplet_hard_warmup,smoke")
+  assert config.loss.warmup_epochs == 2.0 and config_lib.get_config("triplet_hard").loss.warmup_epochs == 0
+  source = _ArraySource({"image": np.zeros((32, 4, 4, 3), np.float32),
+                         "captions": np.ones((32, 5, 3), np.int64), "caption_lengths": np.full((32, 5), 3)})
+  task = task_lib.make_task(config, {"train": source, "validation": source, "test": source, "vocab_size": 9})
+  assert set(task.loss_terms) == {"triplet_hard", "triplet_sum"}
+  # 32 images / batch 16 = 2 steps per epoch: 4 warm-up steps of the sum, then the max alone.
+  weights = [{k: float(v) for k, v in task.schedule(jnp.int32(step)).items()} for step in (3, 4)]
+  assert weights == [{"triplet_sum": 1.0, "triplet_hard": 0.0}, {"triplet_sum": 0.0, "triplet_hard": 1.0}]
+
+
 def test_recall_term_uses_both_directions():
   from ranking_jax import ranks  # pylint: disable=g-import-not-at-top
   config = config_lib.get_config("recall_soft_ranks")

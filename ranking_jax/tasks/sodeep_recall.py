@@ -14,6 +14,9 @@ Loss terms (one per variant, on the batch's ``B x B`` cosine similarities :math:
   .. math:: \mathcal{L} = \frac1B \sum_i \Big(\max_{j \ne i}[\alpha - S_{ii} + S_{ij}]_+
             + \max_{j \ne i}[\alpha - S_{ii} + S_{ji}]_+\Big);
 
+  optionally after ``config.loss.warmup_epochs`` of the sum of hinges (``triplet_sum``,
+  :func:`sum_of_hinges_loss`);
+
 * ``recall``: eq. 10 (:func:`ranking_jax.losses.recall_rank_loss`) on the rows of :math:`S` (caption
   retrieval) plus on the rows of :math:`S^\top` (image retrieval), with the shipped LSTM sorter or the soft
   ranks; the margin is in rank positions (1, the authors' :math:`\alpha = 1/n` on ranks divided by
@@ -159,15 +162,40 @@ def max_of_hinges_loss(similarities: jax.Array, margin: float = 0.2) -> jax.Arra
   return jnp.mean(caption_hinge + image_hinge)
 
 
+def sum_of_hinges_loss(similarities: jax.Array, margin: float = 0.2) -> jax.Array:
+  r"""VSE0's triplet loss: the hinges of *every* negative caption and image, summed (Faghri et al. 2018,
+  eq. 2; Kiros et al. 2014), mean over the ``B`` positive pairs.
+
+  .. math:: \mathcal{L} = \frac1B \sum_i \sum_{j \ne i}\big([\alpha - S_{ii} + S_{ij}]_+
+            + [\alpha - S_{ii} + S_{ji}]_+\big)
+
+  >>> s = jnp.array([[0.9, 0.8], [0.1, 0.5]])
+  >>> round(float(sum_of_hinges_loss(s, margin=0.2)), 4)  # two negatives per pair here: as max of hinges
+  0.3
+  """
+  similarities = jnp.asarray(similarities, jnp.float32)
+  positive = jnp.diagonal(similarities)
+  off_diagonal = ~jnp.eye(similarities.shape[0], dtype=bool)
+  caption_hinges = jax.nn.relu(margin - positive[:, None] + similarities)  # image queries, row i
+  image_hinges = jax.nn.relu(margin - positive[None, :] + similarities)  # caption queries, column j
+  total = jnp.sum(jnp.where(off_diagonal, caption_hinges + image_hinges, 0.0))
+  return total / similarities.shape[0]
+
+
 def _similarities(outputs: Mapping[str, jax.Array]) -> jax.Array:
   return outputs["image_embedding"] @ outputs["caption_embedding"].T
 
 
 def make_loss_terms(loss_config: Any) -> dict[str, Any]:
-  """``{"triplet_hard": ...}`` or ``{"recall": eq. 10 both ways}`` as ``config.loss.name`` says."""
+  """``{"triplet_hard": ...}`` or ``{"recall": eq. 10 both ways}`` as ``config.loss.name`` says; with
+  ``config.loss.warmup_epochs > 0`` the hard-negative loss comes with ``triplet_sum``
+  (:func:`sum_of_hinges_loss`), which :func:`make_task` schedules for the warm-up epochs."""
   if loss_config.name == "triplet_hard":
     margin = float(loss_config.margin)
-    return {"triplet_hard": lambda outputs, batch: max_of_hinges_loss(_similarities(outputs), margin)}
+    terms = {"triplet_hard": lambda outputs, batch: max_of_hinges_loss(_similarities(outputs), margin)}
+    if float(loss_config.get("warmup_epochs", 0.0)) > 0:
+      terms["triplet_sum"] = lambda outputs, batch: sum_of_hinges_loss(_similarities(outputs), margin)
+    return terms
   if loss_config.name == "recall":
     rank_fn = sodeep_map.make_rank_fn(loss_config.rank_fn, loss_config.regularization_strength)
     margin = float(loss_config.margin)
@@ -236,7 +264,14 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   evaluators = train.validation_and_test(make_eval_iterator, splits, metrics_fn)
   model = models.build_model(config.model.name, vocab_size=int(splits["vocab_size"]),
                              **config.model.kwargs.to_dict())
-  return train.Task(model=model, loss_terms=make_loss_terms(config.loss),
+  terms = make_loss_terms(config.loss)
+  schedule = None
+  if "triplet_sum" in terms:
+    # The warm-up: the sum of hinges (VSE0) first, then the max of hinges alone (VSE++).
+    warmup_steps = int(round(float(config.loss.warmup_epochs) * (len(train_source) // batch_size)))
+    schedule = train.piecewise([warmup_steps], [{"triplet_sum": 1.0, "triplet_hard": 0.0},
+                                            {"triplet_sum": 0.0, "triplet_hard": 1.0}])
+  return train.Task(model=model, loss_terms=terms, schedule=schedule,
                     make_train_iterator=make_train_iterator, evaluators=evaluators,
                     num_train_examples=len(train_source), report=functools.partial(report, config))
 
