@@ -33,14 +33,15 @@ Variants (``get_config("<variant>[,shoes|,chairs][,smoke]")``; ``--config.seed=N
 Paper vs. ours. Loss weights (eq. 5) (lambda_a, lambda_s, lambda_p+, lambda_p-) = (1, 0.01, 0.01, 0.01),
 margin 1, fused test distance (eq. 6) with lambda_a = 1, weight decay 5e-4: as the paper. Paper:
 Sketch-a-Net on 225x225 crops of 256x256 images with flips, batch 128, 25 000 iterations, lr 1e-3, after
-three pre-training stages (ImageNet, TU-Berlin, triplets). Ours (CPU): the ``small`` Sketch-a-Net layout
-(0.4 M parameters + heads; no ReLU on the embedding, see ``config.model``) on random 64x64 crops (with
-flips) of 72x72 images, centre crops at test, batch 32 triplets, AdamW lr 1e-3 with cosine decay, 400
-steps: stage 1 = 100 steps of cross-domain instance classification on the training pairs
-(``config.pretrain``, see ``ranking_jax/tasks/sketch_retrieval.py``), then 300 steps of eq. 5. Data:
-304 / 115 train / test pairs (QMUL-Shoe's sizes; QMUL-Chair: 200 / 97). Time: about 12 minutes per
-variant on the shared 2-core CPU under load ~15-20 (~20 triplets/s; about 1 minute of it compiling);
-estimated 3-4 minutes on an idle 2-core machine.
+three pre-training stages (ImageNet, TU-Berlin, triplets). Ours (CPU recipe): the ``small`` Sketch-a-Net
+layout (0.4 M parameters + heads) with batch norm, no dropout and an L2-normalised embedding, on random
+64x64 crops of 72x72 images (one mirror flip shared by the triplet), centre crops at test, batch 32
+triplets, AdamW lr 1e-3 with cosine decay, 400 steps: stage 1 = 100 steps of cross-domain instance
+classification on the training pairs (``config.pretrain``, see ``ranking_jax/tasks/sketch_retrieval.py``),
+then 300 steps of eq. 5 with the stage-1 term kept at weight 1 (``config.pretrain.weight_after``); eq. 4's
+sketch predictions are a fixed target (``config.loss.attribute_target_gradient``). Data: 304 / 115 train /
+test pairs (QMUL-Shoe's sizes; QMUL-Chair: 200 / 97). Time: 5.5-6 minutes per variant on the 2-core CPU
+beside two other training runs (~50 triplets/s, 20 s of it compiling).
 
 Measured (docs/results/sketch_retrieval.md): see there for every run, its command and time.
 """

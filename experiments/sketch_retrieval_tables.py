@@ -85,9 +85,7 @@ def main(argv: Sequence[str]) -> None:
   del argv
   if not FLAGS.runs:
     raise app.UsageError("--runs=GLOB[,GLOB...] is required.")
-  runs = []
-  for pattern in FLAGS.runs.split(","):
-    runs += reporting.collect_runs(pattern.strip())
+  runs = reporting.collect_runs(FLAGS.runs)
   text = build_tables(runs)
   if FLAGS.output:
     with open(FLAGS.output, "w", encoding="utf-8") as f:

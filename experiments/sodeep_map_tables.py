@@ -14,7 +14,7 @@ from absl import flags
 from ranking_jax import reporting
 from ranking_jax.tasks import sodeep_map
 
-_RUNS = flags.DEFINE_string("runs", "/tmp/rj-runs/sodeep_map/*", "Glob of the runs' work directories.")
+_RUNS = flags.DEFINE_string("runs", "/tmp/rj-runs/sodeep_map/*", "Glob(s) of the runs' work directories, comma-separated.")
 
 
 def summary_rows(runs: list[dict]) -> list[dict]:

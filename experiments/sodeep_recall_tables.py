@@ -14,7 +14,7 @@ from absl import flags
 from ranking_jax import reporting
 from ranking_jax.tasks import sodeep_recall
 
-_RUNS = flags.DEFINE_string("runs", "/tmp/rj-runs/sodeep_recall/*", "Glob of the runs' work directories.")
+_RUNS = flags.DEFINE_string("runs", "/tmp/rj-runs/sodeep_recall/*", "Glob(s) of the runs' work directories, comma-separated.")
 
 
 def summary_rows(runs: list[dict]) -> list[dict]:

@@ -16,7 +16,7 @@ from absl import flags
 from ranking_jax import reporting
 from ranking_jax.tasks import sodeep_synthetic_ap
 
-_RUNS = flags.DEFINE_string("runs", None, "Glob of the runs' work directories.", required=True)
+_RUNS = flags.DEFINE_string("runs", None, "Glob(s) of the runs' work directories, comma-separated.", required=True)
 _OUT = flags.DEFINE_string("out", "docs/results", "Folder for the PNG.")
 
 

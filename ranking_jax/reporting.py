@@ -85,13 +85,15 @@ def figure(path: str, *, figsize: tuple[float, float] = (5.0, 4.0), nrows: int =
 
 
 def collect_runs(pattern: str) -> list[dict[str, Any]]:
-  """The ``results.json`` of every work directory matching the glob ``pattern``, with ``workdir`` added.
+  """The ``results.json`` of every work directory matching the glob ``pattern`` (several globs:
+  comma-separated), with ``workdir`` added; a directory matched twice is read once.
 
   Raises:
     FileNotFoundError: no directory matching ``pattern`` holds a ``results.json``.
   """
   runs = []
-  for workdir in sorted(glob.glob(pattern)):
+  workdirs = sorted({w for part in pattern.split(",") if part.strip() for w in glob.glob(part.strip())})
+  for workdir in workdirs:
     path = os.path.join(workdir, "results.json")
     if os.path.exists(path):
       with open(path, encoding="utf-8") as f:

@@ -24,7 +24,9 @@ maps, TU-Berlin sketch classification, a cross-domain triplet stage). Without Im
 ``config.pretrain.steps`` steps the only loss term is ``pretrain``, the softmax cross-entropy of a
 classification head on the shared FC layer that labels each training sketch *and* its photo with the pair's
 identity (the three branches of each triplet, labels from the triplet's indices). It needs no attribute
-labels, so it runs on QMUL too. The multi-task stage (eq. 5) follows, with the same optimizer.
+labels, so it runs on QMUL too. The multi-task stage (eq. 5) follows, with the same optimizer, and keeps
+the ``pretrain`` term at ``config.pretrain.weight_after`` (1 by default: dropped at the switch, the stage-1
+features were lost within 50 steps).
 
 **Triplets** (:mod:`ranking_jax.data.sketch_triplets`, ``config.triplets``): ``generation`` ``"auto"``
 (top-10 by attribute similarity, ordered by photo-photo distance of fixed HOG features of the photo edge
