@@ -88,6 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                          "recall_soft_ranks": "soft_ranks"}[arg.variant]
   config.loss.margin = 0.2 if triplet else 1.0  # cosine units / rank positions
   config.loss.regularization_strength = 0.01  # soft_ranks only
+  config.loss.standardize = False  # soft_ranks only: rank the standardised similarities
   # Epochs of the sum of hinges (VSE0) before the max of hinges: from random init the max alone collapsed.
   config.loss.warmup_epochs = 2.0 if arg.variant == "triplet_hard_warmup" else 0.0
   config.multitask.name = "weighted"

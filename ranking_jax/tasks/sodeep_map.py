@@ -142,14 +142,17 @@ def to_trainer_batch(batch: Mapping[str, np.ndarray]) -> Batch:
 # ------------------------------------------------------------------------------------- losses, metrics
 
 
-def make_rank_fn(name: str, regularization_strength: float = 0.1) -> Callable[..., jax.Array]:
-  """The differentiable sorter called ``name``: a shipped pretrained sorter, or ``"soft_ranks"``.
+def make_rank_fn(name: str, regularization_strength: float = 0.1, *,
+                 standardize: bool = False) -> Callable[..., jax.Array]:
+  """The differentiable sorter called ``name``: a shipped pretrained sorter, or ``"soft_ranks"`` (with
+  ``regularization_strength`` and, if ``standardize``, on the standardised list: scale-free).
 
   Raises:
     ValueError: an unknown sorter name (from :func:`ranking_jax.sorters.load_pretrained`).
   """
   if name == "soft_ranks":
-    return functools.partial(ranks.soft_ranks, regularization_strength=float(regularization_strength))
+    return functools.partial(ranks.soft_ranks, regularization_strength=float(regularization_strength),
+                             standardize=bool(standardize))
   from ranking_jax import sorters  # pylint: disable=g-import-not-at-top
   return sorters.load_pretrained(name)
 

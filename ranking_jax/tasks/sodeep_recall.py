@@ -197,7 +197,8 @@ def make_loss_terms(loss_config: Any) -> dict[str, Any]:
       terms["triplet_sum"] = lambda outputs, batch: sum_of_hinges_loss(_similarities(outputs), margin)
     return terms
   if loss_config.name == "recall":
-    rank_fn = sodeep_map.make_rank_fn(loss_config.rank_fn, loss_config.regularization_strength)
+    rank_fn = sodeep_map.make_rank_fn(loss_config.rank_fn, loss_config.regularization_strength,
+                                      standardize=bool(loss_config.get("standardize", False)))
     margin = float(loss_config.margin)
 
     def recall(outputs, batch):
