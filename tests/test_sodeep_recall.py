@@ -29,7 +29,8 @@ def test_variants_configs_and_paper_rows():
   assert dict(triplet.multitask.weights) == {"triplet_hard": 1.0}
   lstm = config_lib.get_config("recall_lstm")
   assert lstm.loss.name == "recall" and lstm.loss.rank_fn == "lstm_h64_d100"
-  assert config_lib.get_config("recall_soft_ranks").loss.rank_fn == "soft_ranks"
+  soft = config_lib.get_config("recall_soft_ranks").loss
+  assert soft.rank_fn == "soft_ranks" and soft.standardize and not lstm.standardize
   coco = config_lib.get_config("recall_lstm,coco")
   assert coco.data.name == "coco" and coco.eval.fold_size == 1000
   assert coco.model.kwargs.backbone == "resnet152"
