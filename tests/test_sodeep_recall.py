@@ -30,7 +30,7 @@ def test_variants_configs_and_paper_rows():
   lstm = config_lib.get_config("recall_lstm")
   assert lstm.loss.name == "recall" and lstm.loss.rank_fn == "lstm_h64_d100"
   soft = config_lib.get_config("recall_soft_ranks").loss
-  assert soft.rank_fn == "soft_ranks" and soft.standardize and not lstm.standardize
+  assert soft.rank_fn == "soft_ranks" and soft.standardize and not lstm.loss.standardize
   coco = config_lib.get_config("recall_lstm,coco")
   assert coco.data.name == "coco" and coco.eval.fold_size == 1000
   assert coco.model.kwargs.backbone == "resnet152"
