@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from absl import app
 from absl import flags
 
+from configs import sketch_retrieval as config_lib
 from ranking_jax import reporting
 from ranking_jax.tasks import sketch_retrieval
 
@@ -75,6 +76,8 @@ def build_tables(runs: Sequence[Mapping[str, Any]]) -> str:
           row["notes"] = "; ".join(notes) or None
         else:
           row["runs"] = "not run"
+          if data.startswith("qmul") and config_lib.VARIANT_SPECS[variant][0] == "auto":
+            row["notes"] = "automatic triplets need attribute labels (--config.data.attributes_file)"
         rows.append(row)
     parts.append(f"## {title}\n\n{reporting.markdown_table(rows, _COLUMNS)}\n")
   return ("Paper figures: QMUL-Shoe (QMUL-Chair for qmul_chairs rows); embedded rows are a different "
