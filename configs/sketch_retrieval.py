@@ -40,8 +40,8 @@ triplets, AdamW lr 1e-3 with cosine decay, 400 steps: stage 1 = 100 steps of cro
 classification on the training pairs (``config.pretrain``, see ``ranking_jax/tasks/sketch_retrieval.py``),
 then 300 steps of eq. 5 with the stage-1 term kept at weight 1 (``config.pretrain.weight_after``); eq. 4's
 sketch predictions are a fixed target (``config.loss.attribute_target_gradient``). Data: 304 / 115 train /
-test pairs (QMUL-Shoe's sizes; QMUL-Chair: 200 / 97). Time: 5.5-6 minutes per variant on the 2-core CPU
-beside two other training runs (~50 triplets/s, 20 s of it compiling).
+test pairs (QMUL-Shoe's sizes; QMUL-Chair: 200 / 97). Time: 139 s for ``mtl`` on the idle 2-core CPU
+(3-7.5 minutes beside other training runs; ~10 s of it compiling).
 
 Measured (docs/results/sketch_retrieval.md): see there for every run, its command and time.
 """
