@@ -11,13 +11,13 @@ Launch (embedded procedural shoes, no download, CPU)::
       --workdir=/tmp/rj-runs/sketch_retrieval/triplet_s0
   # real QMUL-Shoe (files from https://github.com/yuqian1023/Deep_SBIR_tf, data/shoes/)
   python -m experiments.sketch_retrieval --config=configs/sketch_retrieval.py:triplet,shoes \
-      --config.data.data_dir=$HOME/data/qmul_shoes --workdir=/tmp/rj-runs/sketch_retrieval/triplet_shoes_s0
+      --config.data.data_dir=/path/to/qmul_shoes --workdir=/tmp/rj-runs/sketch_retrieval/triplet_shoes_s0
   # variants with automatic triplets / attribute prediction on QMUL need attribute labels:
   #   --config.data.attributes_file=shoes_attributes.csv   (format: ranking_jax/data/qmul.py)
   # Tables 1-4 across runs:
   python -m experiments.sketch_retrieval_tables --runs='/tmp/rj-runs/sketch_retrieval/*'
 
-Variants (``get_config("<variant>[,shoes|,chairs][,smoke]")``; ``--config.seed=N`` for seeds):
+Variants (``get_config("<variant>[,shoes|,chairs][,smoke][,seed=N]")``; ``--config.seed=N`` works too):
 
 * Table 1: ``mtl`` (full model: automatic triplets, hard sampling, AP + AR), ``triplet`` (the triplet
   baseline of Yu et al. [19]: human triplets as annotated, no side tasks);
@@ -34,14 +34,14 @@ Paper vs. ours. Loss weights (eq. 5) (lambda_a, lambda_s, lambda_p+, lambda_p-) 
 margin 1, fused test distance (eq. 6) with lambda_a = 1, weight decay 5e-4: as the paper. Paper:
 Sketch-a-Net on 225x225 crops of 256x256 images with flips, batch 128, 25 000 iterations, lr 1e-3, after
 three pre-training stages (ImageNet, TU-Berlin, triplets). Ours (CPU recipe): the ``small`` Sketch-a-Net
-layout (0.4 M parameters + heads) with batch norm, no dropout and an L2-normalised embedding, on random
+layout (0.48 M parameters with the heads) with batch norm, no dropout and an L2-normalised embedding, on random
 64x64 crops of 72x72 images (one mirror flip shared by the triplet), centre crops at test, batch 32
 triplets, AdamW lr 1e-3 with cosine decay, 400 steps: stage 1 = 100 steps of cross-domain instance
 classification on the training pairs (``config.pretrain``, see ``ranking_jax/tasks/sketch_retrieval.py``),
 then 300 steps of eq. 5 with the stage-1 term kept at weight 1 (``config.pretrain.weight_after``); eq. 4's
 sketch predictions are a fixed target (``config.loss.attribute_target_gradient``). Data: 304 / 115 train /
 test pairs (QMUL-Shoe's sizes; QMUL-Chair: 200 / 97). Time: 139 s for ``mtl`` on the idle 2-core CPU
-(3-7.5 minutes beside other training runs; ~10 s of it compiling).
+(3-7.5 minutes beside other training runs; 10-20 s of it compiling).
 
 Measured (docs/results/sketch_retrieval.md): see there for every run, its command and time.
 """
@@ -81,8 +81,8 @@ LAMBDA_A, LAMBDA_S, LAMBDA_P_POS, LAMBDA_P_NEG = 1.0, 0.01, 0.01, 0.01
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """The config of ``"<variant>[,shoes|,chairs][,smoke]"``."""
-  arg = base.parse_arg(arg, default="mtl", variants=VARIANTS, modifiers=("shoes", "chairs", "smoke"))
+  """The config of ``"<variant>[,shoes|,chairs][,smoke][,seed=N]"``."""
+  arg = base.parse_arg(arg, default="mtl", variants=VARIANTS, modifiers=("shoes", "chairs", "smoke"), seed=0)
   if arg.shoes and arg.chairs:
     raise ValueError("give at most one of the modifiers shoes and chairs.")
   variant = arg.variant
@@ -91,7 +91,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config = base.get_base_config()
   config.variant = variant
-  config.seed = 0
+  config.seed = int(arg.seed)
   config.batch_size = 32  # triplets (x3 images)
   config.eval_batch_size = 240
   config.loss_scope = "global"
@@ -119,7 +119,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "sketch_triplet_net"
-  # CPU recipe (not the paper's; docs/results/sketch_retrieval.md "Why the first runs did not learn"): batch
+  # CPU recipe (not the paper's; docs/results/sketch_retrieval.md "How the recipe was found"): batch
   # norm, no dropout (0.5 after fc6 added noise ~8x the early distances) and an L2-normalised embedding
   # without ReLU (unnormalised, the hinge of eq. 1 was met by shrinking every embedding to ~0).
   config.model.kwargs = ml_collections.ConfigDict(

@@ -122,6 +122,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     base.set_duration(config, "eval_every", steps=0)
     base.set_duration(config, "checkpoint_every", steps=0)
     config.log_every_steps = 1
+    if config.loss.warmup_epochs:
+      config.loss.warmup_epochs = 0.5  # 1 of the 2 steps: the smoke run reaches the max of hinges
     config.model.kwargs = ml_collections.ConfigDict({
         "backbone": "resnet18", "backbone_kwargs": {"width": 4, "stage_sizes": (1, 1, 1, 1)},
         "embed_dim": 8, "word_dim": 8, "hidden_dim": 8})

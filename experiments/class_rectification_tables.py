@@ -16,6 +16,8 @@ import os
 from absl import app
 from absl import flags
 
+from experiments import tables_lib
+
 from ranking_jax import reporting
 from ranking_jax.tasks import class_rectification
 
@@ -43,4 +45,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  tables_lib.run_tables(main)

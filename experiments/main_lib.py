@@ -14,6 +14,8 @@ line follows, for every experiment:
 
 * the config is locked: an unknown key (``--config.optimizer.lrr=0.1``) stops with a short usage error
   naming the closest valid keys, and so does a malformed value or config argument — never a traceback;
+  a value of the right type that the task cannot use (``--config.data.flip=sometimes``, an unknown loss
+  name) stops the same way, before training, with ``ranking_jax.train.ConfigValueError``'s message;
 * ``--config.<field>=None`` unsets an optional field;
 * each duration is given in one unit: ``--config.total_steps=20`` replaces the config's
   ``total_epochs`` (and ``--config.total_epochs=2`` its ``total_steps``), likewise for ``log_every``,
@@ -178,10 +180,11 @@ def main(make_task: Callable[[Any], Any], argv: list[str]) -> Any:
   from ranking_jax.train import distributed  # pylint: disable=g-import-not-at-top
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   from ranking_jax.data import errors  # pylint: disable=g-import-not-at-top
+  from ranking_jax.train import config as train_config  # pylint: disable=g-import-not-at-top
   from ranking_jax.train import trainer  # pylint: disable=g-import-not-at-top
   try:
     result = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, make_task)
-  except (errors.DataNotFoundError, trainer.WorkdirMismatchError) as error:
+  except (errors.DataNotFoundError, trainer.WorkdirMismatchError, train_config.ConfigValueError) as error:
     # Expected user errors: the message says what to do; a traceback would only hide it.
     print(f"error: {error}", file=sys.stderr, flush=True)
     sys.exit(2)

@@ -22,6 +22,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from experiments import tables_lib
+
 from ranking_jax import reporting
 from ranking_jax.tasks import multilabel_annotation as task_lib
 
@@ -34,18 +36,11 @@ FIGURE_LOSSES = ("softmax", "pairwise", "warp")
 
 def _collect(patterns: str) -> list[dict[str, Any]]:
   runs, seen = [], set()
-  for pattern in [p for p in patterns.split(",") if p.strip()]:
-    try:
-      found = reporting.collect_runs(pattern.strip())
-    except FileNotFoundError:
-      continue
-    for run in found:  # a run reached through a symbolic link counts once
-      real = os.path.realpath(run["workdir"])
-      if real not in seen:
-        seen.add(real)
-        runs.append(run)
-  if not runs:
-    raise FileNotFoundError(f"no results.json under any directory matching {patterns!r}.")
+  for run in reporting.collect_runs(patterns):  # a run reached through a symbolic link counts once
+    real = os.path.realpath(run["workdir"])
+    if real not in seen:
+      seen.add(real)
+      runs.append(run)
   return [r for r in runs if isinstance(r.get("report"), dict) and "k3" in r["report"]]
 
 
@@ -132,4 +127,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  tables_lib.run_tables(main)

@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 from absl import app
 from absl import flags
 
+from experiments import tables_lib
+
 from configs import sketch_retrieval as config_lib
 from ranking_jax import reporting
 from ranking_jax.tasks import sketch_retrieval
@@ -37,7 +39,7 @@ TABLES = (
 ALIASES = {"auto_hard": "mtl", "hard": "mtl"}
 _METRICS = ("acc_at_1", "acc_at_10", "triplet_accuracy")
 _COLUMNS = (
-    reporting.Column("variant"), reporting.Column("data"), reporting.Column("runs"),
+    reporting.Column("variant"), reporting.Column("data"), reporting.Column("steps"), reporting.Column("runs"),
     reporting.Column("acc_at_1", "acc@1 %"), reporting.Column("acc_at_10", "acc@10 %"),
     reporting.Column("triplet_accuracy", "triplet acc %"),
     reporting.Column("paper_acc_at_1", "paper acc@1 %", ".2f"),
@@ -51,34 +53,40 @@ def _cell(values: Sequence[float]) -> str:
 
 
 def build_tables(runs: Sequence[Mapping[str, Any]]) -> str:
-  """The markdown of Tables 1-4 from run results (each with ``report``: variant, data, metrics)."""
-  groups: dict[tuple[str, str], list[Mapping[str, Any]]] = collections.defaultdict(list)
+  """The markdown of Tables 1-4 from run results (each with ``report``: variant, data, metrics).
+
+  Runs are grouped by (variant, data, steps): a smoke run or a shorter schedule gets its own row instead
+  of being averaged with the default-size seeds.
+  """
+  groups: dict[tuple[str, str, int], list[Mapping[str, Any]]] = collections.defaultdict(list)
   for run in runs:
     row = run.get("report") or {}
     if "variant" in row:
-      groups[(row["variant"], row.get("data", "embedded"))].append(row)
-  datasets = sorted({data for _, data in groups}) or ["embedded"]
+      steps = int(row.get("steps", run.get("step", 0)) or 0)
+      groups[(row["variant"], row.get("data", "embedded"), steps)].append(row)
+  datasets = sorted({data for _, data, _ in groups}) or ["embedded"]
   parts = []
   for title, variants in TABLES:
     rows = []
     for data in datasets:
       category = "chairs" if data.endswith("chairs") else "shoes"
       for variant in variants:
-        members = groups.get((variant, data)) or groups.get((ALIASES.get(variant, ""), data)) or []
-        row: dict[str, Any] = {"variant": variant, "data": data,
-                               **(sketch_retrieval.paper_figures(variant, category) or {})}
-        if members:
-          row["runs"] = (f"{len(members)} (seeds {sorted(int(m.get('seed', 0)) for m in members)})"
-                         + ("" if variant not in ALIASES or (variant, data) in groups
-                            else f" = {ALIASES[variant]}"))
-          row.update({k: _cell([float(m[k]) for m in members]) for k in _METRICS})
-          notes = sorted({m["notes"] for m in members if m.get("notes")})
-          row["notes"] = "; ".join(notes) or None
-        else:
-          row["runs"] = "not run"
+        paper = sketch_retrieval.paper_figures(variant, category) or {}
+        source = variant if any(v == variant and d == data for v, d, _ in groups) else ALIASES.get(variant, "")
+        schedules = sorted(steps for v, d, steps in groups if v == source and d == data)
+        if not schedules:
+          row: dict[str, Any] = {"variant": variant, "data": data, "runs": "not run", **paper}
           if data.startswith("qmul") and config_lib.VARIANT_SPECS[variant][0] == "auto":
             row["notes"] = "automatic triplets need attribute labels (--config.data.attributes_file)"
-        rows.append(row)
+          rows.append(row)
+        for steps in schedules:
+          members = groups[(source, data, steps)]
+          row = {"variant": variant, "data": data, "steps": steps, **paper}
+          row["runs"] = (f"{len(members)} (seeds {sorted(int(m.get('seed', 0)) for m in members)})"
+                         + ("" if source == variant else f" = {source}"))
+          row.update({k: _cell([float(m[k]) for m in members]) for k in _METRICS})
+          row["notes"] = "; ".join(sorted({m["notes"] for m in members if m.get("notes")})) or None
+          rows.append(row)
     parts.append(f"## {title}\n\n{reporting.markdown_table(rows, _COLUMNS)}\n")
   return ("Paper figures: QMUL-Shoe (QMUL-Chair for qmul_chairs rows); embedded rows are a different "
           "benchmark.\n\n" + "\n".join(parts))
@@ -98,4 +106,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  tables_lib.run_tables(main)

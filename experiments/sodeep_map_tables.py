@@ -8,8 +8,9 @@ Reads every ``results.json`` matching ``--runs`` (``reporting.collect_runs``); r
 
 from __future__ import annotations
 
-from absl import app
 from absl import flags
+
+from experiments import tables_lib
 
 from ranking_jax import reporting
 from ranking_jax.tasks import sodeep_map
@@ -50,4 +51,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  tables_lib.run_tables(main)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 
-from absl import app
 from absl import flags
+
+from experiments import tables_lib
 
 from ranking_jax import reporting
 from ranking_jax.tasks import sodeep_synthetic_ap
@@ -37,4 +38,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  tables_lib.run_tables(main)

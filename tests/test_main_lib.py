@@ -54,3 +54,17 @@ def test_parse_flags_prints_one_line_and_exits_2(capsys):
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert "error: unknown config key" in err and "Traceback" not in err
+
+
+
+def test_a_value_the_task_cannot_use_is_one_usage_line(tmp_path):
+  """A config value of the right type that the task refuses (ConfigValueError) stops before training."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "run"
+  completed = subprocess.run(
+      [sys.executable, "-m", "experiments.sketch_retrieval", "--config=configs/sketch_retrieval.py:mtl,smoke",
+       f"--workdir={workdir}", "--config.data.flip=sometimes"],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert completed.returncode == 2, completed.stderr[-2000:]
+  assert "config.data.flip must be one of" in completed.stderr and "Traceback" not in completed.stderr
+  assert not workdir.exists() or not any(workdir.iterdir())  # refused before anything was written

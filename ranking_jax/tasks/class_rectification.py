@@ -134,7 +134,7 @@ def make_splits(data_config: Any) -> dict[str, Any]:
         num_values=tuple(data_config.num_values) or None, attributes=data_config.attributes or None)
     splits.setdefault("validation", splits["test"])  # no validation CSV: monitor on the test split
     return splits
-  raise ValueError(f"config.data.name must be 'scenes', 'celeba' or 'csv', got {name!r}.")
+  raise train.ConfigValueError(f"config.data.name must be 'scenes', 'celeba' or 'csv', got {name!r}.")
 
 
 def train_labels(source: Any) -> np.ndarray:

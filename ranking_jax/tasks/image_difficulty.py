@@ -99,7 +99,7 @@ def make_splits(data_config: Any) -> dict[str, Any]:
     return voc_difficulty.make_voc_difficulty_splits(
         data_config.csv_path, data_dir=data_config.tfds_data_dir or None, seed=int(data_config.seed),
         image_size=int(data_config.image_size), index_cache_path=data_config.index_cache_path or None)
-  raise ValueError(f"config.data.name must be 'scenes' or 'voc', got {name!r}.")
+  raise train.ConfigValueError(f"config.data.name must be 'scenes' or 'voc', got {name!r}.")
 
 
 def to_trainer_batch(batch: Mapping[str, np.ndarray]) -> Batch:

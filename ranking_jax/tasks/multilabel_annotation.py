@@ -132,7 +132,7 @@ def make_splits(data_config: Any) -> dict[str, Any]:
     return voc_multilabel.make_voc2007_splits(
         data_config.data_dir or None, image_size=int(data_config.image_size),
         validation_fraction=float(data_config.validation_fraction), seed=int(data_config.seed))
-  raise ValueError(f"config.data.name must be 'scenes', 'nuswide' or 'voc2007', got {name!r}.")
+  raise train.ConfigValueError(f"config.data.name must be 'scenes', 'nuswide' or 'voc2007', got {name!r}.")
 
 
 def tag_names(data_config: Any, splits: Mapping[str, Any]) -> tuple[str, ...]:
@@ -258,7 +258,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   Tables 1-2 with the reference rows and the paper's beside. ``splits`` defaults to :func:`make_splits`.
   """
   if config.loss.name not in LOSSES:
-    raise ValueError(f"config.loss.name must be one of {LOSSES}, got {config.loss.name!r}.")
+    raise train.ConfigValueError(f"config.loss.name must be one of {LOSSES}, got {config.loss.name!r}.")
   if config.loss.name == "warp" and config.loss_scope != "global":
     raise ValueError("The sampled WARP term draws one key per step for the whole batch: config.loss_scope "
                      f"must be 'global', got {config.loss_scope!r}.")

@@ -185,7 +185,8 @@ def _variant_needs_auto(triplet_config: Any) -> bool:
 
 def _sample(rankings: np.ndarray, sampling: str) -> np.ndarray:
   if sampling == "all":
-    raise ValueError("sampling 'all' keeps the human triplets as annotated: use it with generation 'human'.")
+    raise train.ConfigValueError("sampling 'all' keeps the human triplets as annotated: use it with "
+                                 "generation 'human'.")
   return triplets_lib.sample_triplets(rankings, sampling)
 
 
@@ -201,11 +202,15 @@ def prepare_data(config: Any) -> SketchData:
   data_config, triplet_config = config.data, config.triplets
   generation, sampling = str(triplet_config.generation), str(triplet_config.sampling)
   if generation not in ("auto", "human", "human_optimised"):
-    raise ValueError(f"config.triplets.generation must be auto, human or human_optimised, got "
-                     f"{generation!r}.")
+    raise train.ConfigValueError(f"config.triplets.generation must be auto, human or human_optimised, got "
+                                 f"{generation!r}.")
   if generation == "human" and sampling != "all":
-    raise ValueError("human (original) triplets are used as annotated: config.triplets.sampling must be "
-                     "'all'.")
+    raise train.ConfigValueError("human (original) triplets are used as annotated: "
+                                 "config.triplets.sampling must be 'all'.")
+  flip = data_config.get("flip", "shared")
+  if not isinstance(flip, bool) and flip not in qmul_lib.FLIP_MODES:
+    # Checked before the pairs are rendered, so a typo costs no time.
+    raise train.ConfigValueError(f"config.data.flip must be one of {qmul_lib.FLIP_MODES}, got {flip!r}.")
   wants_ap = any(float(config.multitask.weights.get(k, 0.0)) > 0 for k in AP_TERMS)
   notes = []
   rng = np.random.default_rng([int(data_config.seed), 7])
@@ -242,7 +247,7 @@ def prepare_data(config: Any) -> SketchData:
     if wants_ap and train_pairs.attributes is None:
       notes.append("AP off: no attribute labels (pass --config.data.attributes_file)")
   else:
-    raise ValueError(f"config.data.name must be 'sketches' or 'qmul', got {data_config.name!r}.")
+    raise train.ConfigValueError(f"config.data.name must be 'sketches' or 'qmul', got {data_config.name!r}.")
 
   if generation == "auto":
     features = triplets_lib.edge_hog_features(train_pairs.photo_images(np.arange(len(train_pairs))))

@@ -111,7 +111,7 @@ def make_splits(data_config: Any) -> dict[str, Any]:
     return voc_multilabel.make_voc2007_splits(
         data_config.tfds_data_dir or None, image_size=int(data_config.image_size), label_field="labels",
         validation_fraction=float(data_config.validation_fraction), seed=int(data_config.seed))
-  raise ValueError(f"config.data.name must be 'scenes' or 'voc2007', got {name!r}.")
+  raise train.ConfigValueError(f"config.data.name must be 'scenes' or 'voc2007', got {name!r}.")
 
 
 _KIND_MATRIX = scene_kind_matrix()[0]

@@ -109,7 +109,7 @@ def make_splits(data_config: Any) -> dict[str, Any]:
     splits = coco_captions.make_coco_captions_splits(data_config.tfds_data_dir or None,
                                                      image_size=int(data_config.image_size))
     return {**splits, "vocab_size": len(splits["train"].vocabulary)}
-  raise ValueError(f"config.data.name must be 'scenes' or 'coco', got {name!r}.")
+  raise train.ConfigValueError(f"config.data.name must be 'scenes' or 'coco', got {name!r}.")
 
 
 def to_train_batch(batch: Mapping[str, np.ndarray], rng: np.random.Generator) -> Batch:
@@ -209,7 +209,8 @@ def make_loss_terms(loss_config: Any) -> dict[str, Any]:
       return (sorting.recall_rank_loss(similarities, relevance, rank_fn=rank_fn, margin=margin)
               + sorting.recall_rank_loss(similarities.T, relevance, rank_fn=rank_fn, margin=margin))
     return {"recall": recall}
-  raise ValueError(f"config.loss.name must be 'triplet_hard' or 'recall', got {loss_config.name!r}.")
+  raise train.ConfigValueError(f"config.loss.name must be 'triplet_hard' or 'recall', got "
+                               f"{loss_config.name!r}.")
 
 
 def recall_metrics(predictions: Mapping[str, np.ndarray], targets: Any, *, fold_size: int,

@@ -120,7 +120,7 @@ def make_splits(data_config: Any) -> dict[str, Any]:
                                       image_size=size)
       splits["train"] = files.concatenate_sources([splits["train"], lamem])
     return splits
-  raise ValueError(f"config.data.name must be 'scenes', 'lamem' or 'mediaeval', got {name!r}.")
+  raise train.ConfigValueError(f"config.data.name must be 'scenes', 'lamem' or 'mediaeval', got {name!r}.")
 
 
 def _to_trainer_batch(batch: Mapping[str, np.ndarray], freeze: bool) -> Batch:
@@ -175,7 +175,8 @@ def make_schedule(loss_config: Any, steps_per_epoch: int, names: Sequence[str] =
   """
   main = loss_config.main
   if main not in names:
-    raise ValueError(f"config.loss.main {main!r} is not a loss term of this run: {sorted(names)}.")
+    raise train.ConfigValueError(f"config.loss.main {main!r} is not a loss term of this run: "
+                                 f"{sorted(names)}.")
   base = {name: float(name == main) for name in names}
   boundary = int(round(float(loss_config.l1_epochs) * steps_per_epoch))
   # The paper adds the L1 term to its rank loss; the plain regression baselines train their own loss only.

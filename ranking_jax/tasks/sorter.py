@@ -89,7 +89,8 @@ def make_task(config: Any) -> train.Task:
   d, mixture = int(data.length), str(data.mixture)
   min_length = None if data.min_length is None else int(data.min_length)
   if config.model.name != "sorter":
-    raise ValueError(f"config.model.name must be 'sorter' for this task, got {config.model.name!r}.")
+    raise train.ConfigValueError(f"config.model.name must be 'sorter' for this task, got "
+                                 f"{config.model.name!r}.")
   model = models.build_model("sorter", **dict(config.model.kwargs))
   data_key = jax.random.key(int(data.seed))
 

@@ -55,7 +55,7 @@ See ``docs/trainer.md`` for the details and ``configs/base.py`` for the shared c
 """
 
 from ranking_jax.train.checkpoint import Checkpointer
-from ranking_jax.train.config import StepPlan, plan_steps
+from ranking_jax.train.config import ConfigValueError, StepPlan, plan_steps
 from ranking_jax.train.optim import learning_rate_schedule, make_optimizer
 from ranking_jax.train.parallel import AXIS_NAME, make_eval_step, make_train_step
 from ranking_jax.train.schedules import (LossWeighting, alternating, piecewise, uncertainty,

@@ -18,6 +18,14 @@ from typing import Any, Optional
 _INTERVALS = ("log_every", "eval_every", "checkpoint_every")
 
 
+class ConfigValueError(ValueError):
+  """A config value the run cannot use (an unknown name, an inconsistent duration or batch size).
+
+  Raised before any training step; the experiment mains print its message as one usage line (exit 2)
+  instead of a traceback. A ``ValueError``, so library callers can catch either.
+  """
+
+
 @dataclasses.dataclass(frozen=True)
 class StepPlan:
   """The schedule of a run in steps. ``eval_every``/``checkpoint_every`` of 0 mean "only at the end"."""
@@ -52,19 +60,20 @@ def _get(config: Any, name: str) -> Any:
 def _steps(config: Any, stem: str, per_epoch: int, known_epochs: bool) -> Optional[int]:
   epochs = _get(config, f"{stem}_epochs")
   if epochs is not None and _get(config, f"{stem}_steps") is not None:
-    raise ValueError(f"config.{stem}_steps={_get(config, f'{stem}_steps')} and config.{stem}_epochs={epochs} "
-                     f"are both set; give one (on the command line, --config.{stem}_steps=N replaces the "
-                     f"epochs and --config.{stem}_epochs=E the steps; =None unsets a field).")
+    raise ConfigValueError(f"config.{stem}_steps={_get(config, f'{stem}_steps')} and "
+                           f"config.{stem}_epochs={epochs} are both set; give one (on the command line, "
+                           f"--config.{stem}_steps=N replaces the epochs and --config.{stem}_epochs=E the "
+                           "steps; =None unsets a field).")
   if epochs is not None:
     if not known_epochs:
-      raise ValueError(f"config.{stem}_epochs={epochs} needs the dataset size (the task's "
-                       "num_train_examples or steps_per_epoch), which is unknown.")
+      raise ConfigValueError(f"config.{stem}_epochs={epochs} needs the dataset size (the task's "
+                             "num_train_examples or steps_per_epoch), which is unknown.")
     if epochs < 0:
-      raise ValueError(f"config.{stem}_epochs must be >= 0, got {epochs}.")
+      raise ConfigValueError(f"config.{stem}_epochs must be >= 0, got {epochs}.")
     return epochs_to_steps(epochs, per_epoch)
   steps = _get(config, f"{stem}_steps")
   if steps is not None and steps < 0:
-    raise ValueError(f"config.{stem}_steps must be >= 0, got {steps}.")
+    raise ConfigValueError(f"config.{stem}_steps must be >= 0, got {steps}.")
   return steps
 
 
@@ -80,7 +89,7 @@ def plan_steps(config: Any, *, num_train_examples: Optional[int] = None,
   """
   batch_size = int(config.batch_size)
   if batch_size < 1:
-    raise ValueError(f"config.batch_size must be >= 1, got {batch_size}.")
+    raise ConfigValueError(f"config.batch_size must be >= 1, got {batch_size}.")
   known = bool(num_train_examples) or bool(steps_per_epoch_override)
   per_epoch = int(steps_per_epoch_override or steps_per_epoch(num_train_examples, batch_size))
   total = _steps(config, "total", per_epoch, known)
@@ -96,10 +105,10 @@ def plan_steps(config: Any, *, num_train_examples: Optional[int] = None,
 def per_process_batch_size(global_batch_size: int, process_count: int, local_device_count: int) -> int:
   """The batch each process loads; it must split evenly over processes and then over local devices."""
   if global_batch_size % process_count:
-    raise ValueError(f"config.batch_size={global_batch_size} is not divisible by the {process_count} "
-                     "processes.")
+    raise ConfigValueError(f"config.batch_size={global_batch_size} is not divisible by the {process_count} "
+                           "processes.")
   per_process = global_batch_size // process_count
   if per_process % local_device_count:
-    raise ValueError(f"config.batch_size={global_batch_size} gives {per_process} examples per process, not "
-                     f"divisible by the {local_device_count} local devices.")
+    raise ConfigValueError(f"config.batch_size={global_batch_size} gives {per_process} examples per process, "
+                           f"not divisible by the {local_device_count} local devices.")
   return per_process

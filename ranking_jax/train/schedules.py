@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ranking_jax import types
+from ranking_jax.train.config import ConfigValueError
 
 Array = jax.Array
 
@@ -213,23 +214,24 @@ def from_config(config: Any, names: Sequence[str], *, steps_per_epoch: int) -> L
     given = dict(config.get("weights", None) or {})
     unknown = set(given) - set(names)
     if unknown:
-      raise ValueError(f"config.multitask.weights names {sorted(unknown)}, which are not loss terms "
-                       f"({sorted(names)}).")
+      raise ConfigValueError(f"config.multitask.weights names {sorted(unknown)}, which are not loss terms "
+                             f"({sorted(names)}).")
     return as_weighting(weighted({n: given.get(n, 1.0) for n in names}), names)
   if name == "alternating":
     unit = config.unit
     if unit not in ("epochs", "steps"):
-      raise ValueError(f"config.multitask.unit must be 'epochs' or 'steps', got {unit!r}.")
+      raise ConfigValueError(f"config.multitask.unit must be 'epochs' or 'steps', got {unit!r}.")
     for role in ("main", "auxiliary"):
       if config[role] not in names:
-        raise ValueError(f"config.multitask.{role}={config[role]!r} is not a loss term ({sorted(names)}).")
+        raise ConfigValueError(f"config.multitask.{role}={config[role]!r} is not a loss term "
+                               f"({sorted(names)}).")
     schedule = alternating(config.main, config.auxiliary, frequency=int(config.frequency),
                            steps_per_unit=steps_per_epoch if unit == "epochs" else 1)
     return as_weighting(schedule, names)
   if name == "uncertainty":
     return uncertainty(names, init_log_variance=float(config.init_log_variance))
-  raise ValueError(f"Unknown config.multitask.name {name!r}; expected 'weighted', 'alternating' or "
-                   "'uncertainty'.")
+  raise ConfigValueError(f"Unknown config.multitask.name {name!r}; expected 'weighted', 'alternating' or "
+                         "'uncertainty'.")
 
 
 def resolve(schedule: Optional[types.Schedule | LossWeighting], config: Any, names: Sequence[str], *,
