@@ -22,7 +22,8 @@ from ranking_jax import reporting
 from ranking_jax.tasks import class_rectification
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("runs", "/tmp/rj-runs/class_rectification/*", "Glob(s) of the runs' work directories, comma-separated.")
+flags.DEFINE_string("runs", "/tmp/rj-runs/class_rectification/*",
+                          "Glob(s) of the runs' work directories, comma-separated.")
 flags.DEFINE_string("out", "", "Output directory (default: the parent of the runs).")
 flags.DEFINE_string("baseline", "ce", "Variant the gains are measured against.")
 

@@ -17,9 +17,8 @@ from typing import Any, Mapping, Sequence
 from absl import app
 from absl import flags
 
-from experiments import tables_lib
-
 from configs import sketch_retrieval as config_lib
+from experiments import tables_lib
 from ranking_jax import reporting
 from ranking_jax.tasks import sketch_retrieval
 

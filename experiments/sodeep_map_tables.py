@@ -15,7 +15,8 @@ from experiments import tables_lib
 from ranking_jax import reporting
 from ranking_jax.tasks import sodeep_map
 
-_RUNS = flags.DEFINE_string("runs", "/tmp/rj-runs/sodeep_map/*", "Glob(s) of the runs' work directories, comma-separated.")
+_RUNS = flags.DEFINE_string("runs", "/tmp/rj-runs/sodeep_map/*",
+                            "Glob(s) of the runs' work directories, comma-separated.")
 
 
 def summary_rows(runs: list[dict]) -> list[dict]:

@@ -17,7 +17,8 @@ from experiments import tables_lib
 from ranking_jax import reporting
 from ranking_jax.tasks import sodeep_synthetic_ap
 
-_RUNS = flags.DEFINE_string("runs", None, "Glob(s) of the runs' work directories, comma-separated.", required=True)
+_RUNS = flags.DEFINE_string("runs", None,
+                            "Glob(s) of the runs' work directories, comma-separated.", required=True)
 _OUT = flags.DEFINE_string("out", "docs/results", "Folder for the PNG.")
 
 

@@ -416,9 +416,22 @@ def random_crop_flip(images: np.ndarray, rng: np.random.Generator, crop_size: in
 FLIP_MODES = ("none", "shared", "independent")
 
 
+def flip_mode(flip: Union[bool, str]) -> str:
+  """The mode of :data:`FLIP_MODES` that ``flip`` names (True: ``"independent"``, False: ``"none"``).
+
+  Raises:
+    ValueError: an unknown mode.
+  """
+  mode = ("independent" if flip else "none") if isinstance(flip, bool) else str(flip)
+  if mode not in FLIP_MODES:
+    raise ValueError(f"flip must be one of {FLIP_MODES} (or a bool), got {flip!r}.")
+  return mode
+
+
 def make_crop_flip_transform(crop_size: int = PAPER_CROP_SIZE,
                              keys: Sequence[str] = ("anchor", "positive", "negative"), *,
-                             flip: Union[bool, str] = "shared") -> Callable[[Batch, np.random.Generator], Batch]:
+                             flip: Union[bool, str] = "shared"
+                             ) -> Callable[[Batch, np.random.Generator], Batch]:
   """A pipeline transform ``(batch, rng) -> batch`` cropping (and flipping) each image of ``keys``.
 
   Each image gets its own crop offset. ``flip``: ``"shared"`` (default) mirrors a whole row -- the sketch
@@ -432,9 +445,7 @@ def make_crop_flip_transform(crop_size: int = PAPER_CROP_SIZE,
     ValueError: an unknown ``flip`` mode.
   """
   keys = tuple(keys)
-  mode = {True: "independent", False: "none"}.get(flip, flip) if isinstance(flip, bool) else str(flip)
-  if mode not in FLIP_MODES:
-    raise ValueError(f"flip must be one of {FLIP_MODES} (or a bool), got {flip!r}.")
+  mode = flip_mode(flip)
 
   def transform(batch: Batch, rng: np.random.Generator) -> Batch:
     out = dict(batch)

@@ -207,10 +207,10 @@ def prepare_data(config: Any) -> SketchData:
   if generation == "human" and sampling != "all":
     raise train.ConfigValueError("human (original) triplets are used as annotated: "
                                  "config.triplets.sampling must be 'all'.")
-  flip = data_config.get("flip", "shared")
-  if not isinstance(flip, bool) and flip not in qmul_lib.FLIP_MODES:
-    # Checked before the pairs are rendered, so a typo costs no time.
-    raise train.ConfigValueError(f"config.data.flip must be one of {qmul_lib.FLIP_MODES}, got {flip!r}.")
+  try:  # checked before the pairs are rendered, so a typo costs no time
+    qmul_lib.flip_mode(data_config.get("flip", "shared"))
+  except ValueError as error:
+    raise train.ConfigValueError(f"config.data.{error}") from None
   wants_ap = any(float(config.multitask.weights.get(k, 0.0)) > 0 for k in AP_TERMS)
   notes = []
   rng = np.random.default_rng([int(data_config.seed), 7])
