@@ -41,7 +41,7 @@ Variants (``get_config("<variant>[,celeba|,xdomain][,smoke][,seed=N]")``), one p
 Modifiers: ``smoke`` (32x32 scenes, 32 / 16 / 16 images, a tiny network, 2 steps; for tests); ``celeba``
 (TFDS ``celeb_a`` in the paper's 162 770 / 19 867 / 19 962 partition, 40 binary attributes, the paper's
 DeepID2 network at DeepID2's 55x47 input, batch 128, 200 epochs, SGD lr 1e-3, momentum 0.9, weight decay
-5e-4); ``xdomain`` (user CSVs, ``ranking_jax/data/attribute_csv.py`` format; X-Domain's 165 467 / 80 000
+5e-4); ``xdomain`` (user CSVs, ``ranking_jax/projects/class_rectification/attribute_csv.py`` format; X-Domain's 165 467 / 80 000
 split is the user's; 64x64, the same network and optimiser). Option ``seed=N`` sets the model / shuffle
 seed (the data seed stays 0: the attributes' tails hold a few scenes and their imbalance ratios are those of
 seed 0's split).
@@ -56,7 +56,7 @@ so 372 steps took ~40 minutes (first step with compilation: 55 s for ``ce``, 160
 7 000 scenes once ~2.5 minutes, cached by ``--config.data.cache_dir``); with one other job on the machine
 ``ce`` ran at 120-150 examples/s (about 7 minutes in all).
 
-Results (``docs/results/class_rectification.md``; test split, mean class-balanced accuracy over 28
+Results (``ranking_jax/projects/class_rectification/README.md``; test split, mean class-balanced accuracy over 28
 attributes): ``ce`` 59.3 ± 0.9 % (3 seeds); CRL variants 50.2-58.7 % (all below ``ce``; CRL(I) 57.3 ± 1.0, 2
 seeds); ``cost_sensitive`` 67.3, ``logit_adjusted`` 71.0, over/down-sampling 60.7 / 59.8 (1 seed each).
 Paper (CelebA, Table 2): DeepID2 81, CRL(I) 86; Table 4 gains of the six CRL variants 0.54-5.85 (CelebA),
@@ -105,7 +105,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.cache_dir = ""
   # CelebA (TFDS data directory holding celeb_a prepared as ArrayRecord; "" = TFDS's default).
   config.data.data_dir = ""
-  # User CSVs (X-Domain-like): see ranking_jax/data/attribute_csv.py.
+  # User CSVs (X-Domain-like): see ranking_jax/projects/class_rectification/attribute_csv.py.
   config.data.image_dir = ""
   config.data.train_csv = ""
   config.data.validation_csv = ""

@@ -42,7 +42,7 @@ The losses keep the paper's normalisation: softmax is a mean over images, pairwi
 over each image's pairs / positives and average over images (``config.loss.normalize_pairwise=True``
 averages over pairs instead).
 
-Results: ``docs/results/multilabel_annotation.md`` (the first recipe's runs and this one's).
+Results: ``ranking_jax/projects/multilabel_annotation/README.md`` (the first recipe's runs and this one's).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   else:
     # Batch norm and no dropout (ours): without normalisation the ranking losses' large, image-independent
     # first gradients killed 97-99 % of the ReLU units in 2 of 3 WARP seeds; dropout 0.6 on the 256-wide FC
-    # layers kept softmax near the tag prior (diagnosed 2026-11-30, docs/results/multilabel_annotation.md).
+    # layers kept softmax near the tag prior (diagnosed 2026-11-30, ranking_jax/projects/multilabel_annotation/README.md).
     config.model.kwargs = ml_collections.ConfigDict({"num_tags": num_tags, "preset": "cpu",
                                                      "channel_divisor": 8, "batch_norm": True,
                                                      "dropout_rate": 0.0})

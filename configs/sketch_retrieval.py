@@ -13,7 +13,7 @@ Launch (embedded procedural shoes, no download, CPU)::
   python -m experiments.sketch_retrieval --config=configs/sketch_retrieval.py:triplet,shoes \
       --config.data.data_dir=/path/to/qmul_shoes --workdir=/tmp/rj-runs/sketch_retrieval/triplet_shoes_s0
   # variants with automatic triplets / attribute prediction on QMUL need attribute labels:
-  #   --config.data.attributes_file=shoes_attributes.csv   (format: ranking_jax/data/qmul.py)
+  #   --config.data.attributes_file=shoes_attributes.csv   (format: ranking_jax/projects/sketch_retrieval/qmul.py)
   # Tables 1-4 across runs:
   python -m experiments.sketch_retrieval_tables --runs='/tmp/rj-runs/sketch_retrieval/*'
 
@@ -37,13 +37,13 @@ three pre-training stages (ImageNet, TU-Berlin, triplets). Ours (CPU recipe): th
 layout (0.48 M parameters with the heads) with batch norm, no dropout and an L2-normalised embedding, on random
 64x64 crops of 72x72 images (one mirror flip shared by the triplet), centre crops at test, batch 32
 triplets, AdamW lr 1e-3 with cosine decay, 400 steps: stage 1 = 100 steps of cross-domain instance
-classification on the training pairs (``config.pretrain``, see ``ranking_jax/tasks/sketch_retrieval.py``),
+classification on the training pairs (``config.pretrain``, see ``ranking_jax/projects/sketch_retrieval/sketch_retrieval.py``),
 then 300 steps of eq. 5 with the stage-1 term kept at weight 1 (``config.pretrain.weight_after``); eq. 4's
 sketch predictions are a fixed target (``config.loss.attribute_target_gradient``). Data: 304 / 115 train /
 test pairs (QMUL-Shoe's sizes; QMUL-Chair: 200 / 97). Time: 139 s for ``mtl`` on the idle 2-core CPU
 (3-7.5 minutes beside other training runs; 10-20 s of it compiling).
 
-Measured (docs/results/sketch_retrieval.md): see there for every run, its command and time.
+Measured (ranking_jax/projects/sketch_retrieval/README.md): see there for every run, its command and time.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.num_test = 115
   config.data.cache_dir = ""
   config.data.data_dir = ""  # QMUL folder
-  config.data.attributes_file = ""  # QMUL attribute labels (format: ranking_jax/data/qmul.py)
+  config.data.attributes_file = ""  # QMUL attribute labels (format: ranking_jax/projects/sketch_retrieval/qmul.py)
 
   config.triplets = ml_collections.ConfigDict()
   config.triplets.generation = generation
@@ -119,7 +119,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "sketch_triplet_net"
-  # CPU recipe (not the paper's; docs/results/sketch_retrieval.md "How the recipe was found"): batch
+  # CPU recipe (not the paper's; ranking_jax/projects/sketch_retrieval/README.md "How the recipe was found"): batch
   # norm, no dropout (0.5 after fc6 added noise ~8x the early distances) and an L2-normalised embedding
   # without ReLU (unnormalised, the hinge of eq. 1 was met by shrinking every embedding to ~0).
   config.model.kwargs = ml_collections.ConfigDict(

@@ -1,7 +1,7 @@
 """Sorter figures (SoDeep Table 1 and Figure 5): L1 per mixture, one-step Spearman gain, fwd+bwd time, pairs/s.
 
   python -m experiments.benchmark sorters [--size=10000] [--measure_training_steps=10] \
-      [--figure5=docs/sorter_fig5.png]
+      [--figure5=ranking_jax/sorters/figure5.png]
   python -m experiments.benchmark_sorters [same flags]
 
 For the handcrafted sigmoid sorter at several sharpness values (on raw scores as in the paper, and on
@@ -33,7 +33,7 @@ from ranking_jax import train
 from ranking_jax.sorters import evaluation
 from ranking_jax.sorters import pretrained
 from ranking_jax.sorters import synthetic
-from ranking_jax.tasks import sorter as sorter_task
+from ranking_jax.sorters import task as sorter_task
 
 _SIZE = flags.DEFINE_integer("size", 10_000, "Test vectors per mixture (Table 1: 10 000).")
 _TRAIN_STEPS = flags.DEFINE_integer("measure_training_steps", 10,

@@ -6,7 +6,7 @@
 Variants: ``ce``, ``oversampling``, ``downsampling``, ``cost_sensitive``, ``logit_adjusted`` and the six CRL
 variants ``crl_{class,instance}_{relative,absolute,distribution}``; see ``configs/class_rectification.py``.
 Prints the imbalance ratio of every attribute of the training split, then runs
-``ranking_jax.tasks.class_rectification`` through the shared trainer: checkpoints, ``metrics.jsonl``
+``ranking_jax.projects.class_rectification.class_rectification`` through the shared trainer: checkpoints, ``metrics.jsonl``
 (``validation`` every few epochs), the ``test`` evaluation, ``results.json`` (the run's per-attribute
 class-balanced accuracies under ``"report"``) and ``results.md``. Several runs are gathered into the
 Table 2/3 and Table 4 tables and Figure 5 by ``experiments/class_rectification_tables.py``. Relaunching
@@ -14,7 +14,6 @@ resumes.
 """
 
 from experiments import main_lib
-from ranking_jax.tasks import class_rectification
 
 if __name__ == "__main__":
-  main_lib.run(class_rectification.make_task)
+  main_lib.run("ranking_jax.projects.class_rectification.class_rectification")

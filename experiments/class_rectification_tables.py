@@ -19,7 +19,7 @@ from absl import flags
 from experiments import tables_lib
 
 from ranking_jax import reporting
-from ranking_jax.tasks import class_rectification
+from ranking_jax.projects.class_rectification import class_rectification
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", "/tmp/rj-runs/class_rectification/*",

@@ -4,14 +4,13 @@
 
 Variants: ``mse``, ``kendall``, ``weighted``, ``alternating`` (Table 2), ``mobilenet``, ``vgg16``,
 ``resnet101``, ``resnet152`` (Table 1), ``lambda=<value>`` (Figure 3); see ``configs/image_difficulty.py``.
-Runs ``ranking_jax.tasks.image_difficulty`` through the shared trainer: checkpoints, ``metrics.jsonl``
+Runs ``ranking_jax.projects.ide_ranknet.image_difficulty`` through the shared trainer: checkpoints, ``metrics.jsonl``
 (``validation`` every few epochs), and at the end the ``test`` evaluation, ``results.json`` (with the
 report under ``"report"``), ``results.md`` (test MSE and Kendall tau_a beside the paper's figure) and
 ``figure4.png`` (predicted vs. true with the least-squares line). Relaunching resumes.
 """
 
 from experiments import main_lib
-from ranking_jax.tasks import image_difficulty
 
 if __name__ == "__main__":
-  main_lib.run(image_difficulty.make_task)
+  main_lib.run("ranking_jax.projects.ide_ranknet.image_difficulty")

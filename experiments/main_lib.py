@@ -3,7 +3,7 @@
 An experiment main is a few lines::
 
     from experiments import main_lib
-    from ranking_jax.tasks import image_difficulty
+    from ranking_jax.projects.ide_ranknet import image_difficulty
 
     if __name__ == "__main__":
       main_lib.run(image_difficulty.make_task)
@@ -28,10 +28,11 @@ Multi-process runs add ``--coordinator_address=host:port --num_processes=N --pro
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
@@ -194,6 +195,18 @@ def main(make_task: Callable[[Any], Any], argv: list[str]) -> Any:
   return result
 
 
-def run(make_task: Callable[[Any], Any]) -> None:
-  """``absl.app.run`` of :func:`main` for ``make_task(config) -> Task``, with :func:`parse_flags`."""
-  app.run(lambda argv: main(make_task, argv) and None, flags_parser=parse_flags)
+def resolve_task(make_task: Union[str, Callable[[Any], Any]]) -> Callable[[Any], Any]:
+  """``make_task`` itself, or the ``make_task`` of the module named by a dotted path (imported now)."""
+  if isinstance(make_task, str):
+    return importlib.import_module(make_task).make_task
+  return make_task
+
+
+def run(make_task: Union[str, Callable[[Any], Any]]) -> None:
+  """``absl.app.run`` of :func:`main` for ``make_task(config) -> Task``, with :func:`parse_flags`.
+
+  ``make_task`` may be the dotted name of a task module (``"ranking_jax.projects.ide_ranknet.
+  image_difficulty"``): it is imported only after the flags and the config were checked, so a mistake on
+  the command line is reported before jax, flax and tfds are loaded.
+  """
+  app.run(lambda argv: main(resolve_task(make_task), argv) and None, flags_parser=parse_flags)

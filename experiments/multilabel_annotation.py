@@ -4,7 +4,7 @@
       --workdir=DIR
 
 Variants: ``softmax``, ``pairwise``, ``warp`` (sampled ranks), ``warp_exact``; see
-``configs/multilabel_annotation.py``. Runs ``ranking_jax.tasks.multilabel_annotation`` through the shared
+``configs/multilabel_annotation.py``. Runs ``ranking_jax.projects.multilabel_annotation.multilabel_annotation`` through the shared
 trainer: checkpoints, ``metrics.jsonl`` (``validation`` every few epochs), and at the end the ``test``
 evaluation, ``results.json`` (report under ``"report"``), ``results.md`` (Tables 1-2 at k = 3 and 5 with
 the upper-bound and kNN rows and the paper's beside) and ``recall_vs_frequency.png``. Relaunching resumes.
@@ -12,7 +12,6 @@ the upper-bound and kNN rows and the paper's beside) and ``recall_vs_frequency.p
 """
 
 from experiments import main_lib
-from ranking_jax.tasks import multilabel_annotation
 
 if __name__ == "__main__":
-  main_lib.run(multilabel_annotation.make_task)
+  main_lib.run("ranking_jax.projects.multilabel_annotation.multilabel_annotation")

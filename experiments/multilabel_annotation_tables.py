@@ -25,7 +25,7 @@ import numpy as np
 from experiments import tables_lib
 
 from ranking_jax import reporting
-from ranking_jax.tasks import multilabel_annotation as task_lib
+from ranking_jax.projects.multilabel_annotation import multilabel_annotation as task_lib
 
 _RUNS = flags.DEFINE_string("runs", None, "glob(s) of run work directories, comma-separated", required=True)
 _OUT_DIR = flags.DEFINE_string("out_dir", "", "where to write tables.md and the PNG ('' = the runs' parent)")

@@ -6,14 +6,13 @@
 Variants: ``mtl``, ``triplet`` (Table 1), ``no_ap``, ``no_ar``, ``no_ap_ar`` (Table 2), ``auto_exhaustive``,
 ``auto_hard``, ``human_optimised_exhaustive``, ``human_optimised_hard``, ``human_original`` (Table 3),
 ``easy``, ``medium``, ``hard`` (Table 4); see ``configs/sketch_retrieval.py``. Runs
-``ranking_jax.tasks.sketch_retrieval`` through the shared trainer: checkpoints, ``metrics.jsonl``, and at
+``ranking_jax.projects.sketch_retrieval.sketch_retrieval`` through the shared trainer: checkpoints, ``metrics.jsonl``, and at
 the end the ``test`` evaluation (acc@1, acc@10, triplet accuracy), ``results.json`` (report under
 ``"report"``), ``results.md`` (the row beside the paper's) and ``retrieval_examples.png`` (Figure 3).
 ``experiments/sketch_retrieval_tables.py`` builds Tables 1-4 across runs. Relaunching resumes.
 """
 
 from experiments import main_lib
-from ranking_jax.tasks import sketch_retrieval
 
 if __name__ == "__main__":
-  main_lib.run(sketch_retrieval.make_task)
+  main_lib.run("ranking_jax.projects.sketch_retrieval.sketch_retrieval")

@@ -20,7 +20,7 @@ from absl import flags
 from configs import sketch_retrieval as config_lib
 from experiments import tables_lib
 from ranking_jax import reporting
-from ranking_jax.tasks import sketch_retrieval
+from ranking_jax.projects.sketch_retrieval import sketch_retrieval
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", None, "Glob(s) of run directories, comma-separated.")

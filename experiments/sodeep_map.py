@@ -3,14 +3,13 @@
   python -m experiments.sodeep_map --config=configs/sodeep_map.py:<variant>[,voc2007] --workdir=DIR
 
 Variants: ``soft_margin``, ``soft_margin_map_lstm``, ``soft_margin_map_soft_ranks``; see
-``configs/sodeep_map.py``. Runs ``ranking_jax.tasks.sodeep_map`` through the shared trainer: checkpoints,
+``configs/sodeep_map.py``. Runs ``ranking_jax.projects.sodeep.sodeep_map`` through the shared trainer: checkpoints,
 ``metrics.jsonl`` (``validation`` mAP every few epochs), and at the end the ``test`` evaluation,
 ``results.json`` (with the report under ``"report"``) and ``results.md`` (test mAP, VOC07 11-point and
 exact, beside Table 4, and the per-class AP). Relaunching resumes.
 """
 
 from experiments import main_lib
-from ranking_jax.tasks import sodeep_map
 
 if __name__ == "__main__":
-  main_lib.run(sodeep_map.make_task)
+  main_lib.run("ranking_jax.projects.sodeep.sodeep_map")

@@ -13,7 +13,7 @@ from absl import flags
 from experiments import tables_lib
 
 from ranking_jax import reporting
-from ranking_jax.tasks import sodeep_map
+from ranking_jax.projects.sodeep import sodeep_map
 
 _RUNS = flags.DEFINE_string("runs", "/tmp/rj-runs/sodeep_map/*",
                             "Glob(s) of the runs' work directories, comma-separated.")

@@ -13,7 +13,7 @@ from absl import flags
 from experiments import tables_lib
 
 from ranking_jax import reporting
-from ranking_jax.tasks import sodeep_recall
+from ranking_jax.projects.sodeep import sodeep_recall
 
 _RUNS = flags.DEFINE_string("runs", "/tmp/rj-runs/sodeep_recall/*",
                             "Glob(s) of the runs' work directories, comma-separated.")

@@ -15,7 +15,7 @@ from absl import flags
 from experiments import tables_lib
 
 from ranking_jax import reporting
-from ranking_jax.tasks import sodeep_synthetic_ap
+from ranking_jax.projects.sodeep import sodeep_synthetic_ap
 
 _RUNS = flags.DEFINE_string("runs", None,
                             "Glob(s) of the runs' work directories, comma-separated.", required=True)

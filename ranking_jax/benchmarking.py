@@ -261,7 +261,7 @@ def time_kendall_tau(n: int, *, seed: int = 0, repeats: int = 3) -> Dict[str, fl
 
 def _imbalanced_attribute_labels(rng: np.random.Generator, batch: int) -> np.ndarray:
   """Labels ``[batch, 28]`` of the embedded scene attributes with their measured imbalance (no rendering)."""
-  from ranking_jax.data import scene_attributes  # pylint: disable=g-import-not-at-top
+  from ranking_jax.projects.class_rectification import scene_attributes  # pylint: disable=g-import-not-at-top
   columns = []
   for spec in scene_attributes.ATTRIBUTES:
     ratio = scene_attributes.MEASURED_IMBALANCE[spec.name]
@@ -289,13 +289,13 @@ def time_class_rectification(make_config: Callable[[str], Any], *,
     ``[B, 28, 41]``, features ``[B, 28, 64]``) at each batch of ``loss_batches``; ``ms_per_128`` shows
     whether it grows linearly with the batch (constant ``ms_per_128``).
 
-  Labels follow the scenes' measured imbalance (:data:`ranking_jax.data.scene_attributes.MEASURED_IMBALANCE`).
+  Labels follow the scenes' measured imbalance (:data:`ranking_jax.projects.class_rectification.scene_attributes.MEASURED_IMBALANCE`).
   """
   import itertools  # pylint: disable=g-import-not-at-top
   from ranking_jax import models  # pylint: disable=g-import-not-at-top
   from ranking_jax import train  # pylint: disable=g-import-not-at-top
-  from ranking_jax.data import scene_attributes  # pylint: disable=g-import-not-at-top
-  from ranking_jax.tasks import class_rectification as task  # pylint: disable=g-import-not-at-top
+  from ranking_jax.projects.class_rectification import scene_attributes  # pylint: disable=g-import-not-at-top
+  from ranking_jax.projects.class_rectification import class_rectification as task  # pylint: disable=g-import-not-at-top
   variants = tuple(variants or ("ce",) + task.CRL_VARIANTS)
   num_values = scene_attributes.NUM_VALUES
   rng = np.random.default_rng(seed)

@@ -573,8 +573,8 @@ def test_distance_gradients_match_float64_finite_differences(name):
 def test_host_distances_do_not_depend_on_a_common_offset():
   """The numpy distances of the sketch experiment (triplet generation, descriptors, retrieval) are exact
   far from the origin: 512695 vs 512804 is 109² = 11881, where |a|²+|b|²-2ab in float64 loses digits."""
-  from ranking_jax.data import sketch_triplets, sketches  # pylint: disable=g-import-not-at-top
-  from ranking_jax.tasks import sketch_retrieval  # pylint: disable=g-import-not-at-top
+  from ranking_jax.projects.sketch_retrieval import sketch_triplets, sketches  # pylint: disable=g-import-not-at-top
+  from ranking_jax.projects.sketch_retrieval import sketch_retrieval  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(5)
   a, b = rng.normal(size=(4, 3)), rng.normal(size=(6, 3))
   reference = np.array([[np.sum((x - y) ** 2) for y in b] for x in a])  # the definition, as a loop

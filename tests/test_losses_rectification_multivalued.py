@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ranking_jax.losses import rectification as crl
-from ranking_jax.models.deepid2 import LOGIT_PAD
+from ranking_jax.projects.class_rectification.deepid2 import LOGIT_PAD
 
 NUM_VALUES = (6, 9, 21, 2)  # |Z_j|: three multi-valued attributes and a binary one
 TOP_K = 3

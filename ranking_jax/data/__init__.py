@@ -18,24 +18,8 @@ from ranking_jax.data.scenes import ATTRIBUTE_NAMES
 from ranking_jax.data.scenes import CLASS_NAMES
 from ranking_jax.data.scenes import ScenesSource
 from ranking_jax.data.scenes import make_scenes_splits
-from ranking_jax.data.attribute_csv import AttributeCSVSource
-from ranking_jax.data.attribute_csv import make_attribute_csv_splits
-from ranking_jax.data.celeba import CelebASource
-from ranking_jax.data.celeba import make_celeba_splits
-from ranking_jax.data.scene_attributes import SceneAttributesSource
-from ranking_jax.data.scene_attributes import imbalance_ratios
-from ranking_jax.data.scene_attributes import make_scene_attribute_splits
-from ranking_jax.data.nuswide import NusWideSource
-from ranking_jax.data.nuswide import make_nuswide_splits
-from ranking_jax.data.scene_tags import SceneTagsSource
-from ranking_jax.data.scene_tags import make_scene_tags_splits
 from ranking_jax.data.voc_multilabel import VocMultilabelSource
 from ranking_jax.data.voc_multilabel import make_voc2007_splits
-from ranking_jax.data.memorability import MemorabilitySource
-from ranking_jax.data.memorability import make_memorability_splits
-from ranking_jax.data.voc_difficulty import VocDifficultySource
-from ranking_jax.data.voc_difficulty import make_voc_difficulty_splits
-from ranking_jax.data.voc_difficulty import read_difficulty_csv
 
 __all__ = [
     "ATTRIBUTE_NAMES", "AugmentConfig", "CLASS_NAMES", "DataNotFoundError", "ScenesSource",

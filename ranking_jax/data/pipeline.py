@@ -2,7 +2,7 @@
 
 A *source* is anything with ``len(source)`` and ``source[index_array] -> dict of numpy arrays`` with a
 leading batch axis (:class:`ranking_jax.data.scenes.ScenesSource`,
-:class:`ranking_jax.data.voc_difficulty.VocDifficultySource`, or a user's own).
+:class:`ranking_jax.projects.ide_ranknet.voc_difficulty.VocDifficultySource`, or a user's own).
 
 Training order is a pure function of ``(seed, step)``: the examples are reshuffled at every epoch with a
 permutation drawn from ``(seed, epoch)``, global step ``s`` takes the ``s mod steps_per_epoch``-th slice of

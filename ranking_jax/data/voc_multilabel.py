@@ -36,7 +36,7 @@ import numpy as np
 
 from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
-from ranking_jax.data.voc_difficulty import resize_image
+from ranking_jax.data.images import resize_image
 
 DATASET_NAME = "voc/2007"
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

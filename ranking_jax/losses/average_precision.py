@@ -3,7 +3,7 @@ r"""Hinge-AP: the structured hinge upper bound on :math:`1 - \mathrm{AP}` of SVM
 From *A Support Vector Method for Optimizing Average Precision* (Yue, Finley, Radlinski, Joachims, SIGIR
 2007), the "Hinge-AP" baseline that *SoDeep: a Sorting Deep net to learn ranking loss surrogates*
 (Engilberge et al., CVPR 2019, §4.1.4, Figure 6) compares its mAP loss with, on the synthetic data of
-:mod:`ranking_jax.data.teacher_student`.
+:mod:`ranking_jax.projects.sodeep.teacher_student`.
 
 For one list with positives :math:`P` and negatives :math:`N` and scores :math:`s`, a ranking
 :math:`\bar y` is encoded by :math:`\bar y_{ij} = +1` if positive :math:`i` is ranked above negative

@@ -4,12 +4,9 @@ Each model family's module registers itself with :func:`register_model` when imp
 """
 
 from ranking_jax.models import alexnet  # registers "alexnet_multilabel"
-from ranking_jax.models import deepid2  # registers "deepid2_attributes"
 from ranking_jax.models.heads import ImageRegressor
 from ranking_jax.models.heads import RegressionHead
 from ranking_jax.models.heads import count_params
-from ranking_jax.models import joint_embedding  # registers "joint_embedding"
-from ranking_jax.models import wildcat  # registers "wildcat"
 from ranking_jax.models.mobilenet import MobileNetV1
 from ranking_jax.models.registry import BACKBONES
 from ranking_jax.models.registry import MODELS
@@ -19,9 +16,6 @@ from ranking_jax.models.registry import make_model
 from ranking_jax.models.registry import register_model
 from ranking_jax.models.resnet import ResNet
 from ranking_jax.models import sorter_model  # registers "sorter"
-from ranking_jax.models import sketch_net  # registers "sketch_triplet_net"
-from ranking_jax.data import teacher_student  # registers "relu_mlp" (SoDeep synthetic mAP student)
-from ranking_jax.models import memorability  # registers "memorability_regressor" (SoDeep Spearman)
 from ranking_jax.models.vgg import VGG
 from ranking_jax.models.weights import from_torchvision
 from ranking_jax.models.weights import load_backbone_weights

@@ -5,7 +5,7 @@ SoDeep: a Sorting Deep net to learn ranking loss surrogates (Engilberge et al., 
 Which rank function to use: on SoDeep's synthetic benchmark the handcrafted sorter on standardised scores,
 ``ranking_jax.ranks.sigmoid_ranks(scores, sharpness=lam, standardize=True)``, is on or above the L1 /
 gradient-quality trade-off of every learned sorter we trained (at lam = 7 it beats the shipped LSTM on
-both), at under 1 ms instead of ~50 ms (``docs/results/sorters.md``); the learned sorters are here to
+both), at under 1 ms instead of ~50 ms (``ranking_jax/sorters/README.md``); the learned sorters are here to
 reproduce and extend the paper.
 
 >>> from ranking_jax import sorters
