@@ -93,7 +93,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss_scope = "global"  # CRL profiles and mines within the whole mini-batch
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "celeba" if arg.celeba else ("csv" if arg.xdomain else "scenes")
+  config.data.name = "celeba" if arg.celeba else ("attribute_csv" if arg.xdomain else "scene_attributes")
   config.data.seed = 0  # keep 0: the imbalance ratios are those of seed 0's split
   # CelebA: DeepID2's 55x47 face patches (height, width); elsewhere the side of a square image.
   config.data.image_size = (55, 47) if arg.celeba else 64

@@ -83,7 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss_scope = "global"  # the rank loss ranks the whole global batch
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "voc" if real_data else "scenes"
+  config.data.name = "voc2012_vsd" if real_data else "scenes_difficulty"
   config.data.seed = 0
   config.data.image_size = 224 if real_data else 64
   config.data.augment = variant not in TABLE1_BACKBONES  # Table 1 is before the augmentation paragraph

@@ -75,7 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.multitask.weights = ml_collections.ConfigDict({arg.variant: 1.0})
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "nuswide" if arg.nuswide else ("voc2007" if arg.voc2007 else "scenes")
+  config.data.name = "nuswide" if arg.nuswide else ("voc2007_multilabel" if arg.voc2007 else "scene_tags")
   config.data.seed = 0
   config.data.image_size = 256 if real_data else 64
   config.data.crop_size = 220 if real_data else 0

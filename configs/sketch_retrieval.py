@@ -97,7 +97,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss_scope = "global"
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "qmul" if real else "sketches"
+  config.data.name = "qmul" if real else "shoe_sketches"
   config.data.category = "chairs" if arg.chairs else "shoes"
   config.data.seed = 0
   config.data.image_size = 72

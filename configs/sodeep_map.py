@@ -59,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss_scope = "global"  # eq. 7 ranks the whole batch per class
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "voc2007" if real_data else "scenes"
+  config.data.name = "voc2007_classes" if real_data else "scene_classes"
   config.data.seed = 0
   config.data.image_size = 448 if real_data else 64
   config.data.num_train = 4000

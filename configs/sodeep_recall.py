@@ -60,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss_scope = "global"  # the losses use the whole batch's similarity matrix
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "coco" if real_data else "scenes"
+  config.data.name = "coco_captions" if real_data else "scene_captions"
   config.data.seed = 0
   config.data.image_size = 224 if real_data else 64
   config.data.num_train = 4000

@@ -75,7 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss_scope = "global"  # eq. 4 ranks the whole mini-batch
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "lamem" if arg.lamem else ("mediaeval" if arg.mediaeval else "scenes")
+  config.data.name = "lamem" if arg.lamem else ("mediaeval" if arg.mediaeval else "memorability_scenes")
   config.data.seed = 0
   config.data.image_size = 224 if real_data else 48
   config.data.num_train = 4000

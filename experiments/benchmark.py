@@ -84,8 +84,9 @@ def _class_rectification() -> None:
               if v == "ce" or not _ONLY.value or any(word in v for word in _ONLY.value.split(","))]
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
   from configs import class_rectification as crl_config  # pylint: disable=g-import-not-at-top
-  out = benchmarking.time_class_rectification(crl_config.get_config, repeats=_REPEATS.value,
-                                              variants=variants)
+  from ranking_jax.projects.class_rectification import benchmark as crl_benchmark  # pylint: disable=g-import-not-at-top
+  out = crl_benchmark.time_class_rectification(crl_config.get_config, repeats=_REPEATS.value,
+                                               variants=variants)
   print("\n| variant | batch | train step (ms) | / ce |\n|---|---|---|---|")
   for r in out["train_step"]:
     print(f"| {r['variant']} | {r['batch']} | {r['ms']:.1f} | {r['ratio_to_ce']:.2f} |")

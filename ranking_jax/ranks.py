@@ -561,3 +561,53 @@ def _soft_sort_jit(scores: Array, where: Optional[Array], regularization_strengt
   mean_theta = block_theta + _block_sum(theta_desc - block_theta, blocks) / sizes_f
   values = (starts.astype(theta.dtype) + (sizes_f - 1.0) / 2.0 - positions) / epsilon + mean_theta
   return jnp.where(valid_sorted, values, 0.0).reshape(shape).astype(out_dtype)
+
+
+# The one vocabulary for rank-function choices in configs (``config.loss.rank_fn``).
+RANK_FN_NAMES = ("soft_ranks", "handcrafted", "handcrafted_standardized", "lstm")
+DEFAULT_SORTER = "lstm_h64_d100"  # what "lstm" loads: the shipped SoDeep LSTM sorter
+
+
+def get_rank_fn(spec: str, *, sharpness: float = 10.0, regularization_strength: float = 1.0,
+                standardize: bool = False, pretrained_dir: Optional[str] = None):
+  """The differentiable rank function a config names, as a ``rank_fn(scores[..., n], *, where=None)``.
+
+  Args:
+    spec: ``"soft_ranks"`` (:func:`soft_ranks` with ``regularization_strength``, on the standardised list
+      if ``standardize``); ``"handcrafted"`` / ``"handcrafted_standardized"`` (:func:`sigmoid_ranks`, SoDeep
+      eq. 11-12, with ``sharpness``); ``"lstm"`` (the shipped sorter ``lstm_h64_d100``) or the name of any
+      shipped sorter (:func:`ranking_jax.sorters.available_pretrained`), loaded frozen.
+    sharpness: the sigmoid ranks' slope (SoDeep's lambda).
+    regularization_strength: the soft ranks' strength (in standard deviations when ``standardize``).
+    standardize: soft ranks of the standardised list (scale-free).
+    pretrained_dir: where to look for sorters other than the shipped ones.
+
+  Returns:
+    A jittable rank function; a learned sorter's has ``max_length`` (the longest list it serves).
+
+  Raises:
+    ranking_jax.errors.ConfigValueError: an unknown ``spec`` (the message lists the choices).
+
+  >>> get_rank_fn("handcrafted")(jnp.array([0.0, 1.0])).round(3)
+  Array([2., 1.], dtype=float32)
+  """
+  from ranking_jax.errors import ConfigValueError  # pylint: disable=g-import-not-at-top
+  if spec == "soft_ranks":
+    return functools.partial(soft_ranks, regularization_strength=float(regularization_strength),
+                             standardize=bool(standardize))
+  if spec in ("handcrafted", "handcrafted_standardized"):
+    return functools.partial(sigmoid_ranks, sharpness=float(sharpness),
+                             standardize=spec == "handcrafted_standardized")
+  # Imported here: the sorters' package imports this module.
+  from ranking_jax.sorters import pretrained  # pylint: disable=g-import-not-at-top
+  name = DEFAULT_SORTER if spec == "lstm" else spec
+  if name in pretrained.available_pretrained(pretrained_dir or pretrained.PRETRAINED_DIR):
+    return pretrained.load_pretrained(name, pretrained_dir)
+  raise ConfigValueError(f"unknown rank function {spec!r}; choose one of {', '.join(RANK_FN_NAMES)} or a "
+                         f"shipped sorter ({', '.join(pretrained.available_pretrained())}).")
+
+
+def max_list_length(rank_fn) -> Optional[int]:
+  """The longest list ``rank_fn`` serves (a learned sorter's ``max_length``), or None when unbounded."""
+  length = getattr(rank_fn, "max_length", None)
+  return int(length) if length else None

@@ -15,15 +15,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+from ranking_jax.errors import ConfigValueError  # re-exported as ranking_jax.train.ConfigValueError
+
 _INTERVALS = ("log_every", "eval_every", "checkpoint_every")
-
-
-class ConfigValueError(ValueError):
-  """A config value the run cannot use (an unknown name, an inconsistent duration or batch size).
-
-  Raised before any training step; the experiment mains print its message as one usage line (exit 2)
-  instead of a traceback. A ``ValueError``, so library callers can catch either.
-  """
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,10 +13,10 @@ Results are the class-balanced accuracy (mean sensitivity, %) per attribute with
 (Tables 2-3), the gain of each CRL variant over the cross-entropy baseline (Table 4), and the gain against
 the imbalance ratio (Figure 5).
 
-Data (``config.data.name``): ``"scenes"`` (the embedded scene attributes of
+Data (``config.data.name``): ``"scene_attributes"`` (the embedded scene attributes of
 :mod:`ranking_jax.projects.class_rectification.scene_attributes`: 24 binary and 4 multi-valued attributes, rendered once with
 :func:`ranking_jax.data.rendered.render`), ``"celeba"`` (TFDS ``celeb_a``, :mod:`ranking_jax.projects.class_rectification.celeba`)
-or ``"csv"`` (user files, :mod:`ranking_jax.projects.class_rectification.attribute_csv`). Every batch carries
+or ``"attribute_csv"`` (user files, :mod:`ranking_jax.projects.class_rectification.attribute_csv`). Every batch carries
 ``"attributes"`` int32 ``[B, A]`` (``-1`` = not annotated).
 
 Baselines on multi-label data (the paper defines them for one label per image only); with
@@ -55,6 +55,7 @@ from ranking_jax import models
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import pipeline
+from ranking_jax.data import registry as data_registry
 from ranking_jax.projects.class_rectification import scene_attributes as sa
 from ranking_jax.data import scenes as scenes_lib
 from ranking_jax.losses import rectification
@@ -100,41 +101,55 @@ def parse_variant(variant: str) -> tuple[Optional[str], Optional[str]]:
 # ----------------------------------------------------------------------------------------------- data
 
 
+@data_registry.register_dataset("scene_attributes")
+def _scene_attributes_splits(data_config: Any) -> dict[str, Any]:
+  """The ``scene_attributes`` dataset (see :func:`make_splits`)."""
+  scene_splits = scenes_lib.make_scenes_splits(
+      int(data_config.num_train), int(data_config.num_validation), int(data_config.num_test),
+      seed=int(data_config.seed), image_size=int(data_config.image_size))
+  out = {}
+  for split, scenes in scene_splits.items():
+    source = sa.SceneAttributesSource(scenes, attributes=data_config.attributes or None)
+    out[split] = sa.render_attribute_split(source, cache_dir=data_config.get("cache_dir", "") or "")
+  return out
+
+
+@data_registry.register_dataset("celeba")
+def _celeba_splits(data_config: Any) -> dict[str, Any]:
+  """The ``celeba`` dataset (see :func:`make_splits`)."""
+  from ranking_jax.projects.class_rectification import celeba  # pylint: disable=g-import-not-at-top
+  size = tuple(data_config.image_size) if isinstance(data_config.image_size, (tuple, list)) else int(
+      data_config.image_size)
+  return celeba.make_celeba_splits(data_dir=data_config.data_dir or None, image_size=size,
+                                   attributes=data_config.attributes or None)
+
+
+@data_registry.register_dataset("attribute_csv")
+def _attribute_csv_splits(data_config: Any) -> dict[str, Any]:
+  """The ``attribute_csv`` dataset (see :func:`make_splits`)."""
+  from ranking_jax.projects.class_rectification import attribute_csv  # pylint: disable=g-import-not-at-top
+  splits = attribute_csv.make_attribute_csv_splits(
+      image_dir=data_config.image_dir, train_csv=data_config.train_csv, test_csv=data_config.test_csv,
+      validation_csv=data_config.validation_csv or None, image_size=int(data_config.image_size),
+      num_values=tuple(data_config.num_values) or None, attributes=data_config.attributes or None)
+  splits.setdefault("validation", splits["test"])  # no validation CSV: monitor on the test split
+  return splits
+
+
+DATASETS = ('scene_attributes', 'celeba', 'attribute_csv',)
+
+
 def make_splits(data_config: Any) -> dict[str, Any]:
   """``{"train", "validation", "test"}`` sources of ``config.data`` (each with ``names``/``num_values``).
 
-  ``"scenes"``: disjoint ranges of scenes of seed ``data_config.seed`` rendered once into memory (optional
+  ``"scene_attributes"``: disjoint ranges of scenes of seed ``data_config.seed`` rendered once into memory (optional
   disk cache ``cache_dir``); ``"celeba"``: the paper's CelebA partition from TFDS (``data_dir``);
-  ``"csv"``: user CSVs (``train_csv``, ``validation_csv``, ``test_csv``, ``image_dir``, ``num_values``).
+  ``"attribute_csv"``: user CSVs (``train_csv``, ``validation_csv``, ``test_csv``, ``image_dir``, ``num_values``).
 
   Raises:
     DataNotFoundError: missing files (the message says which and what to do).
   """
-  name = data_config.name
-  if name == "scenes":
-    scene_splits = scenes_lib.make_scenes_splits(
-        int(data_config.num_train), int(data_config.num_validation), int(data_config.num_test),
-        seed=int(data_config.seed), image_size=int(data_config.image_size))
-    out = {}
-    for split, scenes in scene_splits.items():
-      source = sa.SceneAttributesSource(scenes, attributes=data_config.attributes or None)
-      out[split] = sa.render_attribute_split(source, cache_dir=data_config.get("cache_dir", "") or "")
-    return out
-  if name == "celeba":
-    from ranking_jax.projects.class_rectification import celeba  # pylint: disable=g-import-not-at-top
-    size = tuple(data_config.image_size) if isinstance(data_config.image_size, (tuple, list)) else int(
-        data_config.image_size)
-    return celeba.make_celeba_splits(data_dir=data_config.data_dir or None, image_size=size,
-                                     attributes=data_config.attributes or None)
-  if name == "csv":
-    from ranking_jax.projects.class_rectification import attribute_csv  # pylint: disable=g-import-not-at-top
-    splits = attribute_csv.make_attribute_csv_splits(
-        image_dir=data_config.image_dir, train_csv=data_config.train_csv, test_csv=data_config.test_csv,
-        validation_csv=data_config.validation_csv or None, image_size=int(data_config.image_size),
-        num_values=tuple(data_config.num_values) or None, attributes=data_config.attributes or None)
-    splits.setdefault("validation", splits["test"])  # no validation CSV: monitor on the test split
-    return splits
-  raise train.ConfigValueError(f"config.data.name must be 'scenes', 'celeba' or 'csv', got {name!r}.")
+  return data_registry.build_splits(data_config, accepted=DATASETS)
 
 
 def train_labels(source: Any) -> np.ndarray:

@@ -15,8 +15,8 @@ mini-batch as one list, so the task runs with ``config.loss_scope = "global"``. 
 Kendall's :math:`\tau_a` on the test split (Tables 1-2), the validation split being the trainer's periodic
 evaluation, and the predicted-vs-true scatter with its least-squares line (Figure 4).
 
-Data (``config.data.name``): ``"scenes"``, the embedded procedural scenes
-(:mod:`ranking_jax.data.scenes`, rendered once into memory, optionally cached on disk), or ``"voc"``, PASCAL
+Data (``config.data.name``): ``"scenes_difficulty"``, the embedded procedural scenes
+(:mod:`ranking_jax.data.scenes`, rendered once into memory, optionally cached on disk), or ``"voc2012_vsd"``, PASCAL
 VOC 2012 joined with the visual-search-difficulty CSV (:mod:`ranking_jax.projects.ide_ranknet.voc_difficulty`).
 
 Entry points: :func:`make_task` (for ``experiments/main_lib.py``: the model by name from the registry,
@@ -40,6 +40,7 @@ from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import augment as augment_lib
 from ranking_jax.data import pipeline
+from ranking_jax.data import registry as data_registry
 from ranking_jax.data import rendered
 from ranking_jax.data import scenes as scenes_lib
 from ranking_jax.losses import kendall
@@ -70,36 +71,46 @@ _LABEL_KEY = "difficulty"
 # ----------------------------------------------------------------------------------------------- data
 
 
+@data_registry.register_dataset("scenes_difficulty")
+def _scenes_difficulty_splits(data_config: Any) -> dict[str, Any]:
+  """The ``scenes_difficulty`` dataset (see :func:`make_splits`)."""
+  sources = scenes_lib.make_scenes_splits(int(data_config.num_train), int(data_config.num_validation),
+                                          int(data_config.num_test), seed=int(data_config.seed),
+                                          image_size=int(data_config.image_size))
+  # Rendering costs ~10 ms per 64x64 scene: once per run (or once per cache_dir), with a progress line.
+  return {split: rendered.render(
+      source, keys=(_IMAGE_KEY, _LABEL_KEY), cache_dir=data_config.get("cache_dir", "") or "",
+      cache_key=["scenes", source.seed, source.offset, len(source), source.image_size,
+                 source.clutter_range, source.annotator_noise, source.max_objects],
+      name="scenes", description=f"rendering {len(source)} {split} scenes")
+          for split, source in sources.items()}
+
+
+@data_registry.register_dataset("voc2012_vsd")
+def _voc2012_vsd_splits(data_config: Any) -> dict[str, Any]:
+  """The ``voc2012_vsd`` dataset (see :func:`make_splits`)."""
+  from ranking_jax.projects.ide_ranknet import voc_difficulty  # pylint: disable=g-import-not-at-top
+  if not data_config.csv_path:
+    raise voc_difficulty.DataNotFoundError(
+        "config.data.csv_path is empty: set --config.data.csv_path=/path/to/VSD_dataset.csv. "
+        + voc_difficulty.CSV_HELP)
+  return voc_difficulty.make_voc_difficulty_splits(
+      data_config.csv_path, data_dir=data_config.tfds_data_dir or None, seed=int(data_config.seed),
+      image_size=int(data_config.image_size), index_cache_path=data_config.index_cache_path or None)
+
+
+DATASETS = ('scenes_difficulty', 'voc2012_vsd',)
+
+
 def make_splits(data_config: Any) -> dict[str, Any]:
   """``{"train", "validation", "test"}`` sources described by ``config.data``.
 
-  ``data_config.name == "scenes"``: disjoint index ranges of one scenes generator (``num_train``,
-  ``num_validation``, ``num_test``, ``seed``, ``image_size``), rendered into memory. ``"voc"``: VOC 2012 +
+  ``data_config.name == "scenes_difficulty"``: disjoint index ranges of one scenes generator (``num_train``,
+  ``num_validation``, ``num_test``, ``seed``, ``image_size``), rendered into memory. ``"voc2012_vsd"``: VOC 2012 +
   the scores CSV at ``csv_path``, split 2:1:1 with ``seed`` (raises
   :class:`ranking_jax.data.DataNotFoundError` with instructions when the CSV or the dataset is missing).
   """
-  name = data_config.name
-  if name == "scenes":
-    sources = scenes_lib.make_scenes_splits(int(data_config.num_train), int(data_config.num_validation),
-                                            int(data_config.num_test), seed=int(data_config.seed),
-                                            image_size=int(data_config.image_size))
-    # Rendering costs ~10 ms per 64x64 scene: once per run (or once per cache_dir), with a progress line.
-    return {split: rendered.render(
-        source, keys=(_IMAGE_KEY, _LABEL_KEY), cache_dir=data_config.get("cache_dir", "") or "",
-        cache_key=["scenes", source.seed, source.offset, len(source), source.image_size,
-                   source.clutter_range, source.annotator_noise, source.max_objects],
-        name="scenes", description=f"rendering {len(source)} {split} scenes")
-            for split, source in sources.items()}
-  if name == "voc":
-    from ranking_jax.projects.ide_ranknet import voc_difficulty  # pylint: disable=g-import-not-at-top
-    if not data_config.csv_path:
-      raise voc_difficulty.DataNotFoundError(
-          "config.data.csv_path is empty: set --config.data.csv_path=/path/to/VSD_dataset.csv. "
-          + voc_difficulty.CSV_HELP)
-    return voc_difficulty.make_voc_difficulty_splits(
-        data_config.csv_path, data_dir=data_config.tfds_data_dir or None, seed=int(data_config.seed),
-        image_size=int(data_config.image_size), index_cache_path=data_config.index_cache_path or None)
-  raise train.ConfigValueError(f"config.data.name must be 'scenes' or 'voc', got {name!r}.")
+  return data_registry.build_splits(data_config, accepted=DATASETS)
 
 
 def to_trainer_batch(batch: Mapping[str, np.ndarray]) -> Batch:

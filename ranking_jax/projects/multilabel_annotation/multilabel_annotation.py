@@ -27,9 +27,9 @@ histogram and a 4 x 4 HOG-like grid, Makadia et al.'s greedy transfer from 10 ne
 on the data, so every run of one dataset prints the same rows) and read back from any run by
 ``experiments/multilabel_annotation_tables.py``. They are not variants: a variant trains a network.
 
-Data (``config.data.name``): ``"scenes"`` (the embedded scenes with 80 NUS-WIDE-shaped tags,
+Data (``config.data.name``): ``"scene_tags"`` (the embedded scenes with 80 NUS-WIDE-shaped tags,
 :mod:`ranking_jax.projects.multilabel_annotation.scene_tags`, rendered once with :func:`ranking_jax.data.rendered.render`),
-``"nuswide"`` (the official files, :mod:`ranking_jax.projects.multilabel_annotation.nuswide`) or ``"voc2007"`` (TFDS ``voc/2007``,
+``"nuswide"`` (the official files, :mod:`ranking_jax.projects.multilabel_annotation.nuswide`) or ``"voc2007_multilabel"`` (TFDS ``voc/2007``,
 :mod:`ranking_jax.data.voc_multilabel`). Config: ``configs/multilabel_annotation.py``.
 """
 
@@ -51,6 +51,7 @@ from ranking_jax import models
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import pipeline
+from ranking_jax.data import registry as data_registry
 from ranking_jax.data import rendered
 from ranking_jax.projects.multilabel_annotation import scene_tags
 from ranking_jax.losses import multilabel
@@ -94,52 +95,66 @@ _LABEL_KEY = "labels"
 # ----------------------------------------------------------------------------------------------- data
 
 
+@data_registry.register_dataset("scene_tags")
+def _scene_tags_splits(data_config: Any) -> dict[str, Any]:
+  """The ``scene_tags`` dataset (see :func:`make_splits`)."""
+  sources = scene_tags.make_scene_tags_splits(
+      int(data_config.num_train), int(data_config.num_validation), int(data_config.num_test),
+      seed=int(data_config.seed), image_size=int(data_config.image_size))
+  # Drawing a 64x64 scene and its tags costs ~10 ms: once per run (or per cache_dir).
+  return {split: rendered.render(source, keys=(_IMAGE_KEY, _LABEL_KEY),
+                                 cache_dir=data_config.get("cache_dir", "") or "",
+                                 cache_key=["scene_tags", source.cache_key()], name="scene_tags",
+                                 description=f"rendering {len(source)} {split} scenes with tags")
+          for split, source in sources.items()}
+
+
+@data_registry.register_dataset("nuswide")
+def _nuswide_splits(data_config: Any) -> dict[str, Any]:
+  """The ``nuswide`` dataset (see :func:`make_splits`)."""
+  from ranking_jax.projects.multilabel_annotation import nuswide  # pylint: disable=g-import-not-at-top
+  if not data_config.data_dir:
+    raise nuswide.DataNotFoundError("config.data.data_dir is empty: set "
+                                    "--config.data.data_dir=/path/to/NUS-WIDE. " + nuswide._HELP)  # pylint: disable=protected-access
+  return nuswide.make_nuswide_splits(
+      data_config.data_dir, image_dir=data_config.image_dir or None, image_size=int(data_config.image_size),
+      validation_fraction=float(data_config.validation_fraction), seed=int(data_config.seed),
+      missing_images=str(data_config.missing_images))
+
+
+@data_registry.register_dataset("voc2007_multilabel")
+def _voc2007_multilabel_splits(data_config: Any) -> dict[str, Any]:
+  """The ``voc2007_multilabel`` dataset (see :func:`make_splits`)."""
+  from ranking_jax.data import voc_multilabel  # pylint: disable=g-import-not-at-top
+  return voc_multilabel.make_voc2007_splits(
+      data_config.data_dir or None, image_size=int(data_config.image_size),
+      validation_fraction=float(data_config.validation_fraction), seed=int(data_config.seed))
+
+
+DATASETS = ('scene_tags', 'nuswide', 'voc2007_multilabel',)
+
+
 def make_splits(data_config: Any) -> dict[str, Any]:
   """``{"train", "validation", "test"}`` sources described by ``config.data``.
 
-  ``"scenes"``: disjoint scene ranges of one seed (``num_train``, ``num_validation``, ``num_test``,
+  ``"scene_tags"``: disjoint scene ranges of one seed (``num_train``, ``num_validation``, ``num_test``,
   ``seed``, ``image_size``), rendered once into memory (optionally cached in ``cache_dir``).
   ``"nuswide"``: the official lists under ``data_dir`` (``image_dir``, ``missing_images``), a seeded
-  ``validation_fraction`` of the train list held out. ``"voc2007"``: TFDS ``voc/2007`` under ``data_dir``
+  ``validation_fraction`` of the train list held out. ``"voc2007_multilabel"``: TFDS ``voc/2007`` under ``data_dir``
   (trainval minus a hold-out, test). Real images are decoded on demand.
 
   Raises:
     ranking_jax.data.DataNotFoundError: a file of the real datasets is missing (the message names it).
     ValueError: an unknown ``data_config.name``.
   """
-  name = data_config.name
-  if name == "scenes":
-    sources = scene_tags.make_scene_tags_splits(
-        int(data_config.num_train), int(data_config.num_validation), int(data_config.num_test),
-        seed=int(data_config.seed), image_size=int(data_config.image_size))
-    # Drawing a 64x64 scene and its tags costs ~10 ms: once per run (or per cache_dir).
-    return {split: rendered.render(source, keys=(_IMAGE_KEY, _LABEL_KEY),
-                                   cache_dir=data_config.get("cache_dir", "") or "",
-                                   cache_key=["scene_tags", source.cache_key()], name="scene_tags",
-                                   description=f"rendering {len(source)} {split} scenes with tags")
-            for split, source in sources.items()}
-  if name == "nuswide":
-    from ranking_jax.projects.multilabel_annotation import nuswide  # pylint: disable=g-import-not-at-top
-    if not data_config.data_dir:
-      raise nuswide.DataNotFoundError("config.data.data_dir is empty: set "
-                                      "--config.data.data_dir=/path/to/NUS-WIDE. " + nuswide._HELP)  # pylint: disable=protected-access
-    return nuswide.make_nuswide_splits(
-        data_config.data_dir, image_dir=data_config.image_dir or None, image_size=int(data_config.image_size),
-        validation_fraction=float(data_config.validation_fraction), seed=int(data_config.seed),
-        missing_images=str(data_config.missing_images))
-  if name == "voc2007":
-    from ranking_jax.data import voc_multilabel  # pylint: disable=g-import-not-at-top
-    return voc_multilabel.make_voc2007_splits(
-        data_config.data_dir or None, image_size=int(data_config.image_size),
-        validation_fraction=float(data_config.validation_fraction), seed=int(data_config.seed))
-  raise train.ConfigValueError(f"config.data.name must be 'scenes', 'nuswide' or 'voc2007', got {name!r}.")
+  return data_registry.build_splits(data_config, accepted=DATASETS)
 
 
 def tag_names(data_config: Any, splits: Mapping[str, Any]) -> tuple[str, ...]:
   """The tag (concept, class) names of the label columns."""
   if data_config.name == "nuswide":
     return tuple(splits["train"].concepts)
-  if data_config.name == "voc2007":
+  if data_config.name == "voc2007_multilabel":
     from ranking_jax.data import voc_multilabel  # pylint: disable=g-import-not-at-top
     return voc_multilabel.VOC_CLASSES
   return scene_tags.TAG_NAMES

@@ -68,6 +68,7 @@ from ranking_jax import models
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import pipeline
+from ranking_jax.data import registry as data_registry
 from ranking_jax.projects.sketch_retrieval import qmul as qmul_lib
 from ranking_jax.data import rendered
 from ranking_jax.projects.sketch_retrieval import sketch_triplets as triplets_lib
@@ -190,6 +191,10 @@ def _sample(rankings: np.ndarray, sampling: str) -> np.ndarray:
   return triplets_lib.sample_triplets(rankings, sampling)
 
 
+# The embedded shoe sketches (rendered) and the QMUL files; both give pairs, not generic sources.
+DATASETS = ("shoe_sketches", "qmul")
+
+
 def prepare_data(config: Any) -> SketchData:
   """Loads or renders the pairs and builds the variant's training and evaluation triplets.
 
@@ -214,7 +219,7 @@ def prepare_data(config: Any) -> SketchData:
   wants_ap = any(float(config.multitask.weights.get(k, 0.0)) > 0 for k in AP_TERMS)
   notes = []
   rng = np.random.default_rng([int(data_config.seed), 7])
-  if data_config.name == "sketches":
+  if data_config.name == "shoe_sketches":
     train_pairs, test_pairs, train_descriptors, test_descriptors = _render_embedded(data_config)
     test_triplets = triplets_lib.sample_triplets(
         triplets_lib.ground_truth_rankings(test_descriptors, test_descriptors), "exhaustive")
@@ -247,7 +252,7 @@ def prepare_data(config: Any) -> SketchData:
     if wants_ap and train_pairs.attributes is None:
       notes.append("AP off: no attribute labels (pass --config.data.attributes_file)")
   else:
-    raise train.ConfigValueError(f"config.data.name must be 'sketches' or 'qmul', got {data_config.name!r}.")
+    data_registry.check_dataset_name(data_config.name, DATASETS)
 
   if generation == "auto":
     features = triplets_lib.edge_hog_features(train_pairs.photo_images(np.arange(len(train_pairs))))
@@ -539,7 +544,7 @@ def report(config: Any, data: SketchData, result: train.TrainResult, workdir: st
   test = result.predictions["test"]
   variant = str(config.variant)
   category = str(config.data.category)
-  data_name = "embedded" if config.data.name == "sketches" else f"qmul_{category}"
+  data_name = "embedded" if config.data.name == "shoe_sketches" else f"qmul_{category}"
   row = {"variant": variant, "data": data_name, "seed": int(config.seed), "steps": result.results["step"],
          **{k: float(v) for k, v in test.metrics.items()}, "notes": "; ".join(data.notes) or None,
          "num_train_triplets": int(len(data.train_triplets))}

@@ -15,10 +15,10 @@ learned sorter on each class's list of batch scores (94.0 mAP):
 :math:`f` is the shipped LSTM (``lstm_h64_d100``, lists of <= 100 items, hence batches <= 100) or the soft
 ranks of Blondel et al. (ours).
 
-Data (``config.data.name``): ``"scenes"``, the embedded procedural scenes (:mod:`ranking_jax.data.scenes`)
+Data (``config.data.name``): ``"scene_classes"``, the embedded procedural scenes (:mod:`ranking_jax.data.scenes`)
 with their visible-object classes merged into the **16 distinct kinds** (classes 16-19 of
 ``scenes.CLASS_NAMES`` repeat the shape and colour of classes 0-3, so their pixels cannot tell them apart:
-see :func:`scene_kind_matrix`); or ``"voc2007"``, TFDS ``voc/2007`` (trainval minus a hold-out for training,
+see :func:`scene_kind_matrix`); or ``"voc2007_classes"``, TFDS ``voc/2007`` (trainval minus a hold-out for training,
 the 4 952-image test split; the VOC protocol: an image whose only objects of a class are *difficult* is
 left out of that class's AP).
 
@@ -41,6 +41,7 @@ from ranking_jax import ranks
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import pipeline
+from ranking_jax.data import registry as data_registry
 from ranking_jax.data import rendered
 from ranking_jax.data import scenes as scenes_lib
 from ranking_jax.losses import sorting
@@ -82,36 +83,46 @@ def scene_kind_matrix() -> tuple[np.ndarray, tuple[str, ...]]:
 
 def class_names(data_config: Any) -> tuple[str, ...]:
   """The class names of ``config.data`` (16 scene kinds or the 20 VOC classes)."""
-  if data_config.name == "voc2007":
+  if data_config.name == "voc2007_classes":
     from ranking_jax.data import voc_multilabel  # pylint: disable=g-import-not-at-top
     return tuple(voc_multilabel.VOC_CLASSES)
   return scene_kind_matrix()[1]
 
 
+@data_registry.register_dataset("scene_classes")
+def _scene_classes_splits(data_config: Any) -> dict[str, Any]:
+  """The ``scene_classes`` dataset (see :func:`make_splits`)."""
+  sources = scenes_lib.make_scenes_splits(int(data_config.num_train), int(data_config.num_validation),
+                                          int(data_config.num_test), seed=int(data_config.seed),
+                                          image_size=int(data_config.image_size))
+  return {split: rendered.render(
+      source, keys=("image", "labels"), cache_dir=data_config.get("cache_dir", "") or "",
+      cache_key=["scenes_labels", source.seed, source.offset, len(source), source.image_size,
+                 source.clutter_range, source.max_objects],
+      name="scenes_labels", description=f"rendering {len(source)} {split} scenes")
+          for split, source in sources.items()}
+
+
+@data_registry.register_dataset("voc2007_classes")
+def _voc2007_classes_splits(data_config: Any) -> dict[str, Any]:
+  """The ``voc2007_classes`` dataset (see :func:`make_splits`)."""
+  from ranking_jax.data import voc_multilabel  # pylint: disable=g-import-not-at-top
+  return voc_multilabel.make_voc2007_splits(
+      data_config.tfds_data_dir or None, image_size=int(data_config.image_size), label_field="labels",
+      validation_fraction=float(data_config.validation_fraction), seed=int(data_config.seed))
+
+
+DATASETS = ('scene_classes', 'voc2007_classes',)
+
+
 def make_splits(data_config: Any) -> dict[str, Any]:
-  """``{"train", "validation", "test"}`` sources of ``config.data`` (``"scenes"`` or ``"voc2007"``).
+  """``{"train", "validation", "test"}`` sources of ``config.data`` (``"scene_classes"`` or ``"voc2007_classes"``).
 
   Raises:
     ranking_jax.data.DataNotFoundError: ``voc2007`` is not prepared under ``config.data.tfds_data_dir``.
     ValueError: an unknown ``config.data.name``.
   """
-  name = data_config.name
-  if name == "scenes":
-    sources = scenes_lib.make_scenes_splits(int(data_config.num_train), int(data_config.num_validation),
-                                            int(data_config.num_test), seed=int(data_config.seed),
-                                            image_size=int(data_config.image_size))
-    return {split: rendered.render(
-        source, keys=("image", "labels"), cache_dir=data_config.get("cache_dir", "") or "",
-        cache_key=["scenes_labels", source.seed, source.offset, len(source), source.image_size,
-                   source.clutter_range, source.max_objects],
-        name="scenes_labels", description=f"rendering {len(source)} {split} scenes")
-            for split, source in sources.items()}
-  if name == "voc2007":
-    from ranking_jax.data import voc_multilabel  # pylint: disable=g-import-not-at-top
-    return voc_multilabel.make_voc2007_splits(
-        data_config.tfds_data_dir or None, image_size=int(data_config.image_size), label_field="labels",
-        validation_fraction=float(data_config.validation_fraction), seed=int(data_config.seed))
-  raise train.ConfigValueError(f"config.data.name must be 'scenes' or 'voc2007', got {name!r}.")
+  return data_registry.build_splits(data_config, accepted=DATASETS)
 
 
 _KIND_MATRIX = scene_kind_matrix()[0]
@@ -144,17 +155,13 @@ def to_trainer_batch(batch: Mapping[str, np.ndarray]) -> Batch:
 
 def make_rank_fn(name: str, regularization_strength: float = 0.1, *,
                  standardize: bool = False) -> Callable[..., jax.Array]:
-  """The differentiable sorter called ``name``: a shipped pretrained sorter, or ``"soft_ranks"`` (with
-  ``regularization_strength`` and, if ``standardize``, on the standardised list: scale-free).
+  """The rank function ``name`` (:func:`ranking_jax.ranks.get_rank_fn`'s vocabulary) with this task's
+  soft-rank strength; ``standardize`` ranks the standardised list (scale-free).
 
   Raises:
-    ValueError: an unknown sorter name (from :func:`ranking_jax.sorters.load_pretrained`).
+    ConfigValueError: an unknown name.
   """
-  if name == "soft_ranks":
-    return functools.partial(ranks.soft_ranks, regularization_strength=float(regularization_strength),
-                             standardize=bool(standardize))
-  from ranking_jax import sorters  # pylint: disable=g-import-not-at-top
-  return sorters.load_pretrained(name)
+  return ranks.get_rank_fn(name, regularization_strength=regularization_strength, standardize=standardize)
 
 
 def multilabel_soft_margin_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -22,8 +22,8 @@ Loss terms (one per variant, on the batch's ``B x B`` cosine similarities :math:
   ranks; the margin is in rank positions (1, the authors' :math:`\alpha = 1/n` on ranks divided by
   :math:`n`).
 
-Data (``config.data.name``): ``"scenes"``, the embedded scenes with five generated captions each
-(:mod:`ranking_jax.projects.sodeep.scene_captions`, the vocabulary from the training captions), or ``"coco"``, COCO
+Data (``config.data.name``): ``"scene_captions"``, the embedded scenes with five generated captions each
+(:mod:`ranking_jax.projects.sodeep.scene_captions`, the vocabulary from the training captions), or ``"coco_captions"``, COCO
 captions with the Karpathy splits through TFDS (:mod:`ranking_jax.projects.sodeep.coco_captions`).
 """
 
@@ -42,6 +42,7 @@ from ranking_jax import models
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import pipeline
+from ranking_jax.data import registry as data_registry
 from ranking_jax.data import rendered
 from ranking_jax.projects.sodeep import scene_captions
 from ranking_jax.losses import sorting
@@ -77,8 +78,38 @@ def _scene_vocabulary(data_config: Any) -> scene_captions.Vocabulary:
   return vocabulary
 
 
+@data_registry.register_dataset("scene_captions")
+def _scene_captions_splits(data_config: Any) -> dict[str, Any]:
+  """The ``scene_captions`` dataset (see :func:`make_splits`)."""
+  vocabulary = _scene_vocabulary(data_config)
+  sources = scene_captions.make_scene_captions_splits(
+      int(data_config.num_train), int(data_config.num_validation), int(data_config.num_test),
+      seed=int(data_config.seed), image_size=int(data_config.image_size), vocabulary=vocabulary)
+  out: dict[str, Any] = {split: rendered.render(
+      source, keys=("image", "captions", "caption_lengths"),
+      cache_dir=data_config.get("cache_dir", "") or "",
+      cache_key=["scene_captions", source.scenes.seed, source.scenes.offset, len(source),
+                 source.scenes.image_size, source.max_len, len(vocabulary)],
+      name="scene_captions", description=f"rendering {len(source)} {split} captioned scenes")
+                         for split, source in sources.items()}
+  out["vocab_size"] = len(vocabulary)
+  return out
+
+
+@data_registry.register_dataset("coco_captions")
+def _coco_captions_splits(data_config: Any) -> dict[str, Any]:
+  """The ``coco_captions`` dataset (see :func:`make_splits`)."""
+  from ranking_jax.projects.sodeep import coco_captions  # pylint: disable=g-import-not-at-top
+  splits = coco_captions.make_coco_captions_splits(data_config.tfds_data_dir or None,
+                                                   image_size=int(data_config.image_size))
+  return {**splits, "vocab_size": len(splits["train"].vocabulary)}
+
+
+DATASETS = ('scene_captions', 'coco_captions',)
+
+
 def make_splits(data_config: Any) -> dict[str, Any]:
-  """``{"train", "validation", "test"}`` sources of ``config.data`` (``"scenes"`` or ``"coco"``).
+  """``{"train", "validation", "test"}`` sources of ``config.data`` (``"scene_captions"`` or ``"coco_captions"``).
 
   Each source gives ``image``, ``captions`` ``[n, 5, L]`` and ``caption_lengths`` ``[n, 5]``; the sources
   carry ``.vocabulary``-less arrays after rendering, so the vocabulary size is in the returned
@@ -89,27 +120,7 @@ def make_splits(data_config: Any) -> dict[str, Any]:
       ``config.data.tfds_data_dir``.
     ValueError: an unknown ``config.data.name``.
   """
-  name = data_config.name
-  if name == "scenes":
-    vocabulary = _scene_vocabulary(data_config)
-    sources = scene_captions.make_scene_captions_splits(
-        int(data_config.num_train), int(data_config.num_validation), int(data_config.num_test),
-        seed=int(data_config.seed), image_size=int(data_config.image_size), vocabulary=vocabulary)
-    out: dict[str, Any] = {split: rendered.render(
-        source, keys=("image", "captions", "caption_lengths"),
-        cache_dir=data_config.get("cache_dir", "") or "",
-        cache_key=["scene_captions", source.scenes.seed, source.scenes.offset, len(source),
-                   source.scenes.image_size, source.max_len, len(vocabulary)],
-        name="scene_captions", description=f"rendering {len(source)} {split} captioned scenes")
-                           for split, source in sources.items()}
-    out["vocab_size"] = len(vocabulary)
-    return out
-  if name == "coco":
-    from ranking_jax.projects.sodeep import coco_captions  # pylint: disable=g-import-not-at-top
-    splits = coco_captions.make_coco_captions_splits(data_config.tfds_data_dir or None,
-                                                     image_size=int(data_config.image_size))
-    return {**splits, "vocab_size": len(splits["train"].vocabulary)}
-  raise train.ConfigValueError(f"config.data.name must be 'scenes' or 'coco', got {name!r}.")
+  return data_registry.build_splits(data_config, accepted=DATASETS)
 
 
 def to_train_batch(batch: Mapping[str, np.ndarray], rng: np.random.Generator) -> Batch:

@@ -21,7 +21,7 @@ learning rate 1e-3 halved every 3 epochs (``config.optimizer.schedule``); the Sp
 term during the first ``config.loss.l1_epochs`` epoch(s) with weight ``config.loss.l1_weight``
 (a :func:`ranking_jax.train.schedules.piecewise` loss weighting).
 
-Data (``config.data.name``): ``"scenes"`` — the memorability-like score of the embedded scenes
+Data (``config.data.name``): ``"memorability_scenes"`` — the memorability-like score of the embedded scenes
 (:mod:`ranking_jax.projects.sodeep.memorability_scenes`), rendered once into memory (``data.cache_dir`` caches it on disk);
 ``"lamem"`` — LaMem's split files (:mod:`ranking_jax.projects.sodeep.memorability_files`, ``data.lamem_dir``);
 ``"mediaeval"`` — MediaEval 2018 frames split by video (``data.mediaeval_ground_truth``,
@@ -47,6 +47,7 @@ from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import errors
 from ranking_jax.data import pipeline
+from ranking_jax.data import registry as data_registry
 from ranking_jax.data import rendered
 from ranking_jax.losses import sorting
 from ranking_jax.projects.sodeep import memorability_model as memorability_model
@@ -79,16 +80,9 @@ def _missing(key: str, what: str, help_text: str) -> errors.DataNotFoundError:
   return errors.DataNotFoundError(f"config.{key} is empty: set --config.{key}=... ({what}). {help_text}")
 
 
-def make_splits(data_config: Any) -> dict[str, Any]:
-  """``{"train", "validation", "test"}`` sources described by ``config.data`` (see the module docstring).
-
-  Raises:
-    ranking_jax.data.DataNotFoundError: a real-data path is empty or its files are missing (the message
-      names the config key and where to get the files).
-    ValueError: unknown ``data_config.name``.
-  """
-  name = data_config.name
-  if name == "scenes":
+@data_registry.register_dataset("memorability_scenes")
+def _memorability_scenes_splits(data_config: Any) -> dict[str, Any]:
+  """The ``memorability_scenes`` dataset (see :func:`make_splits`)."""
     from ranking_jax.projects.sodeep import memorability_scenes as memorability  # pylint: disable=g-import-not-at-top
     sources = memorability.make_memorability_splits(
         int(data_config.num_train), int(data_config.num_validation), int(data_config.num_test),
@@ -101,26 +95,47 @@ def make_splits(data_config: Any) -> dict[str, Any]:
             for split, source in sources.items()}
   from ranking_jax.projects.sodeep import memorability_files as files  # pylint: disable=g-import-not-at-top
   size = int(data_config.image_size)
-  if name == "lamem":
-    if not data_config.lamem_dir:
-      raise _missing("data.lamem_dir", "the unpacked LaMem folder", files.LAMEM_HELP)
-    return files.make_lamem_splits(data_config.lamem_dir, fold=int(data_config.lamem_fold), image_size=size)
-  if name == "mediaeval":
-    if not data_config.mediaeval_ground_truth:
-      raise _missing("data.mediaeval_ground_truth", "ground-truth_dev-set.csv", files.MEDIAEVAL_CSV_HELP)
-    if not data_config.mediaeval_frames_dir:
-      raise _missing("data.mediaeval_frames_dir", "the extracted frames", files.MEDIAEVAL_FRAMES_HELP)
-    splits = files.make_mediaeval_splits(
-        data_config.mediaeval_ground_truth, data_config.mediaeval_frames_dir,
-        test_ground_truth=data_config.mediaeval_test_ground_truth or None,
-        test_frames_dir=data_config.mediaeval_test_frames_dir or None, seed=int(data_config.seed),
-        image_size=size)
-    if data_config.lamem_dir:  # the paper adds LaMem's (image, memorability) pairs to the training data
-      lamem = files.make_lamem_source(data_config.lamem_dir, "train", fold=int(data_config.lamem_fold),
-                                      image_size=size)
-      splits["train"] = files.concatenate_sources([splits["train"], lamem])
-    return splits
-  raise train.ConfigValueError(f"config.data.name must be 'scenes', 'lamem' or 'mediaeval', got {name!r}.")
+
+
+@data_registry.register_dataset("lamem")
+def _lamem_splits(data_config: Any) -> dict[str, Any]:
+  """The ``lamem`` dataset (see :func:`make_splits`)."""
+  if not data_config.lamem_dir:
+    raise _missing("data.lamem_dir", "the unpacked LaMem folder", files.LAMEM_HELP)
+  return files.make_lamem_splits(data_config.lamem_dir, fold=int(data_config.lamem_fold), image_size=size)
+
+
+@data_registry.register_dataset("mediaeval")
+def _mediaeval_splits(data_config: Any) -> dict[str, Any]:
+  """The ``mediaeval`` dataset (see :func:`make_splits`)."""
+  if not data_config.mediaeval_ground_truth:
+    raise _missing("data.mediaeval_ground_truth", "ground-truth_dev-set.csv", files.MEDIAEVAL_CSV_HELP)
+  if not data_config.mediaeval_frames_dir:
+    raise _missing("data.mediaeval_frames_dir", "the extracted frames", files.MEDIAEVAL_FRAMES_HELP)
+  splits = files.make_mediaeval_splits(
+      data_config.mediaeval_ground_truth, data_config.mediaeval_frames_dir,
+      test_ground_truth=data_config.mediaeval_test_ground_truth or None,
+      test_frames_dir=data_config.mediaeval_test_frames_dir or None, seed=int(data_config.seed),
+      image_size=size)
+  if data_config.lamem_dir:  # the paper adds LaMem's (image, memorability) pairs to the training data
+    lamem = files.make_lamem_source(data_config.lamem_dir, "train", fold=int(data_config.lamem_fold),
+                                    image_size=size)
+    splits["train"] = files.concatenate_sources([splits["train"], lamem])
+  return splits
+
+
+DATASETS = ('memorability_scenes', 'lamem', 'mediaeval',)
+
+
+def make_splits(data_config: Any) -> dict[str, Any]:
+  """``{"train", "validation", "test"}`` sources described by ``config.data`` (see the module docstring).
+
+  Raises:
+    ranking_jax.data.DataNotFoundError: a real-data path is empty or its files are missing (the message
+      names the config key and where to get the files).
+    ValueError: unknown ``data_config.name``.
+  """
+  return data_registry.build_splits(data_config, accepted=DATASETS)
 
 
 def _to_trainer_batch(batch: Mapping[str, np.ndarray], freeze: bool) -> Batch:

@@ -50,7 +50,7 @@ Batch = dict[str, np.ndarray]
 
 LOSSES = ("cross_entropy", "hinge_ap", "map")
 RANK_FNS = ("lstm", "handcrafted", "handcrafted_standardized", "soft_ranks")
-PRETRAINED_SORTER = "lstm_h64_d100"
+PRETRAINED_SORTER = ranks.DEFAULT_SORTER
 _LABEL_KEY = "label"
 
 
@@ -93,15 +93,8 @@ def make_rank_fn(name: str, *, sharpness: float = 10.0, regularization_strength:
   >>> make_rank_fn("handcrafted")(jnp.array([0.0, 1.0])).round(3)
   Array([2., 1.], dtype=float32)
   """
-  if name == "lstm":
-    from ranking_jax import sorters  # pylint: disable=g-import-not-at-top
-    return sorters.load_pretrained(PRETRAINED_SORTER, pretrained_dir)
-  if name in ("handcrafted", "handcrafted_standardized"):
-    return functools.partial(ranks.sigmoid_ranks, sharpness=float(sharpness),
-                             standardize=name == "handcrafted_standardized")
-  if name == "soft_ranks":
-    return functools.partial(ranks.soft_ranks, regularization_strength=float(regularization_strength))
-  raise ValueError(f"unknown rank function {name!r}; choose one of {RANK_FNS}.")
+  return ranks.get_rank_fn(name, sharpness=sharpness, regularization_strength=regularization_strength,
+                           pretrained_dir=pretrained_dir)
 
 
 def make_loss_terms(loss_config: Any) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def test_every_variant_has_a_config():
     assert config.model.kwargs.l2_normalize_features == variant.endswith("distribution")
   config = config_lib.get_config("ce")
   assert (config.data.name, config.data.num_train, config.batch_size, config.model.kwargs.size) == (
-      "scenes", 4000, 128, "small")
+      "scene_attributes", 4000, 128, "small")
   assert (config.loss.top_k, config.loss.relative_margin, config.loss.absolute_margin, config.loss.num_bins) == (
       5, None, 1.0, 201)
   celeba = config_lib.get_config("crl_instance_relative,celeba")
@@ -64,7 +64,7 @@ def test_every_variant_has_a_config():
       "celeba", (55, 47), "paper", 200.0)
   assert (celeba.optimizer.learning_rate, celeba.optimizer.momentum, celeba.optimizer.weight_decay) == (
       1e-3, 0.9, 5e-4)
-  assert config_lib.get_config("ce,xdomain").data.name == "csv"
+  assert config_lib.get_config("ce,xdomain").data.name == "attribute_csv"
   for bad in ("crl", "ce,tpu", "ce,celeba,xdomain", "ce,seed=x"):
     with pytest.raises(ValueError):
       config_lib.get_config(bad)

@@ -78,9 +78,9 @@ def test_alternating_is_algorithm_1_with_f3_over_epochs_and_the_paper_optimizer(
 
 def test_embedded_default_and_voc_sizes():
   config = config_lib.get_config("alternating")
-  assert (config.data.name, config.data.image_size, config.model.kwargs.backbone) == ("scenes", 64, "resnet18")
+  assert (config.data.name, config.data.image_size, config.model.kwargs.backbone) == ("scenes_difficulty", 64, "resnet18")
   voc = config_lib.get_config("alternating,voc")
-  assert (voc.data.name, voc.data.image_size, voc.model.kwargs.backbone) == ("voc", 224, "resnet152")
+  assert (voc.data.name, voc.data.image_size, voc.model.kwargs.backbone) == ("voc2012_vsd", 224, "resnet152")
   assert not voc.model.kwargs.backbone_kwargs
   assert voc.optimizer.learning_rate == 1e-3
   assert tuple(voc.optimizer.schedule.boundaries_epochs) == (200, 240)

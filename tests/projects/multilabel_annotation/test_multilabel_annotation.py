@@ -35,7 +35,7 @@ def test_variants_and_modifiers():
     assert (config.optimizer.name, config.optimizer.learning_rate, config.batch_size) == ("adam", 1e-3, 32)
     assert config.model.kwargs.batch_norm and config.model.kwargs.dropout_rate == 0.0
     assert config.optimizer.schedule.name == "halving"  # a staircase decay
-    assert config.data.name == "scenes" and config.model.kwargs.num_tags == scene_tags.NUM_TAGS
+    assert config.data.name == "scene_tags" and config.model.kwargs.num_tags == scene_tags.NUM_TAGS
     assert config_lib.get_config(variant + ",smoke").total_steps == 2
   nuswide = config_lib.get_config("warp,nuswide")
   assert (nuswide.data.name, nuswide.model.kwargs.num_tags, nuswide.model.kwargs.preset) == ("nuswide", 81,
@@ -43,7 +43,7 @@ def test_variants_and_modifiers():
   assert (nuswide.data.image_size, nuswide.data.crop_size, nuswide.optimizer.learning_rate) == (256, 220, 0.002)
   assert (nuswide.optimizer.name, nuswide.optimizer.momentum) == ("sgd", 0.9)  # the paper's recipe
   voc = config_lib.get_config("softmax,voc2007")
-  assert (voc.data.name, voc.model.kwargs.num_tags) == ("voc2007", 20)
+  assert (voc.data.name, voc.model.kwargs.num_tags) == ("voc2007_multilabel", 20)
   for bad in ("wrap", "warp,nuswide,voc2007", "warp,tpu"):
     with pytest.raises(ValueError):
       config_lib.get_config(bad)

@@ -41,7 +41,7 @@ def test_every_variant_has_a_config_and_the_papers_row():
   assert {v for v, _, _ in PAPER_ACC1} == set(config_lib.VARIANTS)
   for variant, shoes, chairs in PAPER_ACC1:
     config = config_lib.get_config(variant)
-    assert config.variant == variant and config.data.name == "sketches"
+    assert config.variant == variant and config.data.name == "shoe_sketches"
     assert task_lib.PAPER_RESULTS[variant]["shoes"][0] == shoes
     assert task_lib.PAPER_RESULTS[variant]["chairs"][0] == chairs
     assert config_lib.get_config(variant + ",smoke").total_steps == 2

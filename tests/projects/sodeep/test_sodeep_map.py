@@ -35,7 +35,7 @@ def test_variants_configs_and_paper_rows():
   assert config_lib.get_config("soft_margin_map_soft_ranks").loss.rank_fn == "soft_ranks"
   voc = config_lib.get_config("soft_margin,voc2007")
   assert voc.model.kwargs.backbone == "resnet101" and voc.model.kwargs.num_classes == 20
-  assert voc.data.name == "voc2007" and voc.model.kwargs.maps == 8
+  assert voc.data.name == "voc2007_classes" and voc.model.kwargs.maps == 8
   assert task_lib.PAPER_RESULTS["soft_margin"][0] == 93.2
   assert task_lib.PAPER_RESULTS["soft_margin_map_lstm"][0] == 94.0
   with pytest.raises(ValueError, match="unknown variant"):

@@ -32,7 +32,7 @@ def test_variants_configs_and_paper_rows():
   soft = config_lib.get_config("recall_soft_ranks").loss
   assert soft.rank_fn == "soft_ranks" and soft.standardize and not lstm.loss.standardize
   coco = config_lib.get_config("recall_lstm,coco")
-  assert coco.data.name == "coco" and coco.eval.fold_size == 1000
+  assert coco.data.name == "coco_captions" and coco.eval.fold_size == 1000
   assert coco.model.kwargs.backbone == "resnet152"
   assert task_lib.PAPER_RESULTS["recall_lstm"][0][0] == 71.5
   assert task_lib.PAPER_RESULTS["triplet_hard"][0][0] == 69.8
