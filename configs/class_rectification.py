@@ -8,7 +8,7 @@ Launch (embedded scene attributes, no download, CPU)::
       --config.data.cache_dir=/tmp/rj-scenes-cache --workdir=/tmp/rj-runs/class_rectification/ce_s0
   python -m experiments.class_rectification --config=configs/class_rectification.py:crl_instance_relative,seed=1 \
       --config.data.cache_dir=/tmp/rj-scenes-cache --workdir=/tmp/rj-runs/class_rectification/crl_instance_relative_s1
-  python -m experiments.class_rectification_tables --runs='/tmp/rj-runs/class_rectification/*' \
+  python -m experiments.tables class_rectification --runs='/tmp/rj-runs/class_rectification/*' \
       --out=/tmp/rj-runs/class_rectification_tables
   # real data at the paper's sizes
   python -m experiments.class_rectification --config=configs/class_rectification.py:crl_instance_relative,celeba \

@@ -7,7 +7,7 @@ Launch (embedded scenes with 80 tags, no download, CPU)::
   python -m experiments.multilabel_annotation --config=configs/multilabel_annotation.py:warp \
       --config.data.cache_dir=/tmp/rj-scenes-cache --workdir=/tmp/rj-runs/multilabel_annotation/warp_s0
   # the cross-variant tables and the per-tag recall figure
-  python -m experiments.multilabel_annotation_tables --runs='/tmp/rj-runs/multilabel_annotation/*'
+  python -m experiments.tables multilabel_annotation --runs='/tmp/rj-runs/multilabel_annotation/*'
   # real data at the paper's sizes (GPU/TPU)
   python -m experiments.multilabel_annotation --config=configs/multilabel_annotation.py:warp,nuswide \
       --config.data.data_dir=$HOME/data/NUS-WIDE --workdir=/tmp/rj-runs/mla_nuswide_warp

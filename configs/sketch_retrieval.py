@@ -15,7 +15,7 @@ Launch (embedded procedural shoes, no download, CPU)::
   # variants with automatic triplets / attribute prediction on QMUL need attribute labels:
   #   --config.data.attributes_file=shoes_attributes.csv   (format: ranking_jax/projects/sketch_retrieval/qmul.py)
   # Tables 1-4 across runs:
-  python -m experiments.sketch_retrieval_tables --runs='/tmp/rj-runs/sketch_retrieval/*'
+  python -m experiments.tables sketch_retrieval --runs='/tmp/rj-runs/sketch_retrieval/*'
 
 Variants (``get_config("<variant>[,shoes|,chairs][,smoke][,seed=N]")``; ``--config.seed=N`` works too):
 

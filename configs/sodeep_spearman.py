@@ -8,7 +8,7 @@ Launch (embedded memorability scenes, no download, CPU)::
       --config.data.cache_dir=/tmp/rj-memorability-cache --workdir=/tmp/rj-runs/sodeep_spearman/spearman_lstm_s0
   python -m experiments.sodeep_spearman --config=configs/sodeep_spearman.py:mse,seed=1 \
       --config.data.cache_dir=/tmp/rj-memorability-cache --workdir=/tmp/rj-runs/sodeep_spearman/mse_s1
-  python -m experiments.sodeep_spearman_tables --runs='/tmp/rj-runs/sodeep_spearman/*' --out=docs/results
+  python -m experiments.tables sodeep_spearman --runs='/tmp/rj-runs/sodeep_spearman/*' --out=/tmp/rj-tables
   # real data (GPU/TPU sizes): MediaEval 2018 frames (+ LaMem training images, as the paper), or LaMem alone
   python -m experiments.sodeep_spearman --config=configs/sodeep_spearman.py:spearman_lstm,mediaeval \
       --config.data.mediaeval_ground_truth=$HOME/data/me18/ground-truth_dev-set.csv \

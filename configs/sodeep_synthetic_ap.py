@@ -13,8 +13,8 @@ Launch (one run = one loss and one seed; CPU)::
   for v in cross_entropy hinge_ap map_lstm map_handcrafted map_soft_ranks; do for s in 0 1 2; do
     python -m experiments.sodeep_synthetic_ap --config=configs/sodeep_synthetic_ap.py:$v,seed=$s \
         --workdir=/tmp/rj-runs/sodeep_synthetic_ap/${v}_s$s; done; done
-  python -m experiments.sodeep_synthetic_ap_tables --runs='/tmp/rj-runs/sodeep_synthetic_ap/*' \
-      --out=docs/results
+  python -m experiments.tables sodeep_synthetic_ap --runs='/tmp/rj-runs/sodeep_synthetic_ap/*' \
+      --out=/tmp/rj-tables
 
 Variants (``get_config("<variant>[,smoke][,seed=N]")``): ``cross_entropy``, ``hinge_ap`` (SVM-MAP structured
 hinge, Yue et al. 2007), ``map_lstm`` (eq. 7 with the shipped sorter ``lstm_h64_d100``), ``map_handcrafted``

@@ -1,7 +1,7 @@
 r"""Tables 1-2 of the annotation paper over several runs (variants, seeds), and the per-tag recall figure.
 
-  python -m experiments.multilabel_annotation_tables --runs='/tmp/rj-runs/multilabel_annotation/*' \
-      [--out_dir=DIR]
+  python -m experiments.tables multilabel_annotation --runs='/tmp/rj-runs/multilabel_annotation/*' \
+      [--out=DIR]
 
 ``--runs`` is a glob (or several, comma-separated) of work directories of
 ``experiments/multilabel_annotation.py``; :func:`ranking_jax.reporting.collect_runs` reads their
@@ -18,30 +18,15 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from absl import app
-from absl import flags
 import numpy as np
 
-from experiments import tables_lib
 
 from ranking_jax import reporting
 from ranking_jax.projects.multilabel_annotation import multilabel_annotation as task_lib
 
-_RUNS = flags.DEFINE_string("runs", None, "glob(s) of run work directories, comma-separated", required=True)
-_OUT_DIR = flags.DEFINE_string("out_dir", "", "where to write tables.md and the PNG ('' = the runs' parent)")
 
 ORDER = ("softmax", "pairwise", "warp", "warp_exact")
 FIGURE_LOSSES = ("softmax", "pairwise", "warp")
-
-
-def _collect(patterns: str) -> list[dict[str, Any]]:
-  runs, seen = [], set()
-  for run in reporting.collect_runs(patterns):  # a run reached through a symbolic link counts once
-    real = os.path.realpath(run["workdir"])
-    if real not in seen:
-      seen.add(real)
-      runs.append(run)
-  return [r for r in runs if isinstance(r.get("report"), dict) and "k3" in r["report"]]
 
 
 def _cell(values: Sequence[float], scale: float) -> Any:
@@ -102,29 +87,14 @@ def plot(runs: Sequence[dict[str, Any]], path: str, k: int = 3) -> None:
   task_lib.plot_recall_vs_frequency(curves, frequency, path, k=k)
 
 
-def write_tables(patterns: str, out_dir: str = "") -> str:
-  """Reads the runs, writes ``tables.md`` and ``recall_vs_frequency.png`` into ``out_dir``; returns the text.
-
-  Raises:
-    FileNotFoundError: no run matches.
-  """
-  runs = _collect(patterns)
+def make_tables(runs: Sequence[dict[str, Any]], out: str = "") -> str:
+  """Tables 1-2 of ``runs``; with ``out``, also ``tables.md`` and ``recall_vs_frequency.png`` there."""
+  runs = [r for r in runs if isinstance(r.get("report"), dict) and "k3" in r["report"]]
   if not runs:
-    raise FileNotFoundError(f"no annotation run (results.json with a report) matches {patterns!r}.")
-  if not out_dir:
-    out_dir = os.path.commonpath([os.path.dirname(os.path.abspath(r["workdir"])) for r in runs])
+    raise FileNotFoundError("no annotation run (results.json with a report) among the runs.")
   text = tables_text(runs)
-  plot(runs, os.path.join(out_dir, "recall_vs_frequency.png"))
-  text += "\n![per-tag recall vs tag frequency](recall_vs_frequency.png)\n"
-  reporting.write_markdown(out_dir, text, name="tables.md")
+  if out:
+    plot(runs, os.path.join(out, "recall_vs_frequency.png"))
+    text += "\n![per-tag recall vs tag frequency](recall_vs_frequency.png)\n"
+    reporting.write_markdown(out, text, name="tables.md")
   return text
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  print(write_tables(_RUNS.value, _OUT_DIR.value))
-
-
-if __name__ == "__main__":
-  tables_lib.run_tables(main)

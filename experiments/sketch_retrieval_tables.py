@@ -1,6 +1,6 @@
 r"""Tables 1-4 of the FG-SBIR multi-task ranking paper from finished runs of ``experiments.sketch_retrieval``.
 
-  python -m experiments.sketch_retrieval_tables --runs='/tmp/rj-runs/sketch_retrieval/*' [--output=tables.md]
+  python -m experiments.tables sketch_retrieval --runs='/tmp/rj-runs/sketch_retrieval/*' [--out=tables.md]
 
 Reads ``results.json`` of every run directory matching ``--runs`` (several globs: comma-separated) with
 :func:`ranking_jax.reporting.collect_runs`, groups the runs by (variant, data) and writes, per table of the
@@ -14,17 +14,11 @@ from __future__ import annotations
 import collections
 from typing import Any, Mapping, Sequence
 
-from absl import app
-from absl import flags
 
 from configs import sketch_retrieval as config_lib
-from experiments import tables_lib
 from ranking_jax import reporting
 from ranking_jax.projects.sketch_retrieval import sketch_retrieval
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("runs", None, "Glob(s) of run directories, comma-separated.")
-flags.DEFINE_string("output", "", "Markdown file to write (default: print).")
 
 TABLES = (
     ("Table 1: comparison with the triplet baseline", ("triplet", "mtl")),
@@ -91,18 +85,9 @@ def build_tables(runs: Sequence[Mapping[str, Any]]) -> str:
           "benchmark.\n\n" + "\n".join(parts))
 
 
-def main(argv: Sequence[str]) -> None:
-  del argv
-  if not FLAGS.runs:
-    raise app.UsageError("--runs=GLOB[,GLOB...] is required.")
-  runs = reporting.collect_runs(FLAGS.runs)
+def make_tables(runs: Sequence[Mapping[str, Any]], out: str = "") -> str:
+  """Tables 1-4 of ``runs``; with ``out``, also written to ``<out>/tables.md``."""
   text = build_tables(runs)
-  if FLAGS.output:
-    with open(FLAGS.output, "w", encoding="utf-8") as f:
-      f.write(text)
-  else:
-    print(text)
-
-
-if __name__ == "__main__":
-  tables_lib.run_tables(main)
+  if out:
+    reporting.write_markdown(out, text, name="tables.md")
+  return text

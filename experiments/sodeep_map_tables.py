@@ -1,6 +1,6 @@
 """Aggregates SoDeep mAP runs: test mAP per variant (mean ± std over seeds) beside the paper's Table 4.
 
-  python -m experiments.sodeep_map_tables --runs='/tmp/rj-runs/sodeep_map/*'
+  python -m experiments.tables sodeep_map --runs='/tmp/rj-runs/sodeep_map/*'
 
 Reads every ``results.json`` matching ``--runs`` (``reporting.collect_runs``); runs of different schedules
 (``steps``) are kept apart. Prints the markdown table.
@@ -8,15 +8,9 @@ Reads every ``results.json`` matching ``--runs`` (``reporting.collect_runs``); r
 
 from __future__ import annotations
 
-from absl import flags
-
-from experiments import tables_lib
 
 from ranking_jax import reporting
 from ranking_jax.projects.sodeep import sodeep_map
-
-_RUNS = flags.DEFINE_string("runs", "/tmp/rj-runs/sodeep_map/*",
-                            "Glob(s) of the runs' work directories, comma-separated.")
 
 
 def summary_rows(runs: list[dict]) -> list[dict]:
@@ -45,11 +39,7 @@ COLUMNS = (reporting.Column("variant"), reporting.Column("data"), reporting.Colu
            reporting.Column("paper", "paper mAP %", ".1f"), reporting.Column("paper_row", "paper row"))
 
 
-def main(argv) -> None:
-  del argv
-  runs = [r for r in reporting.collect_runs(_RUNS.value) if "report" in r]
-  print(reporting.markdown_table(summary_rows(runs), COLUMNS))
-
-
-if __name__ == "__main__":
-  tables_lib.run_tables(main)
+def make_tables(runs: list[dict], out: str = "") -> str:
+  """The markdown table of ``runs`` (``results.json`` dicts with a ``report``); ``out`` is unused."""
+  del out
+  return reporting.markdown_table(summary_rows(runs), COLUMNS)

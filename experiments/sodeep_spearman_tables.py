@@ -1,6 +1,6 @@
 """Aggregates SoDeep Spearman runs: test rho per variant (mean ± std over seeds) beside the paper, and curves.
 
-  python -m experiments.sodeep_spearman_tables --runs='/tmp/rj-runs/sodeep_spearman/*' --out=docs/results
+  python -m experiments.tables sodeep_spearman --runs='/tmp/rj-runs/sodeep_spearman/*' --out=/tmp/rj-tables
 
 Reads every ``results.json`` matching ``--runs`` (``reporting.collect_runs``), prints the markdown table and
 writes ``<out>/sodeep_spearman_validation_rho.png`` (validation rho against steps, one line per run).
@@ -10,16 +10,10 @@ from __future__ import annotations
 
 import os
 
-from absl import flags
-
-from experiments import tables_lib
 
 from ranking_jax import reporting
 from ranking_jax.projects.sodeep import sodeep_spearman
 
-_RUNS = flags.DEFINE_string("runs", None,
-                            "Glob(s) of the runs' work directories, comma-separated.", required=True)
-_OUT = flags.DEFINE_string("out", "docs/results", "Folder for the PNG.")
 
 _ORDER = ("mse", "l1", "spearman_lstm", "spearman_cnn", "spearman_handcrafted",
           "spearman_handcrafted_standardized", "spearman_soft_ranks")
@@ -45,21 +39,19 @@ def summary_rows(runs: list[dict]) -> list[dict]:
   return rows
 
 
-def main(argv) -> None:
-  del argv
-  runs = [r for r in reporting.collect_runs(_RUNS.value) if "report" in r]
+def make_tables(runs: list[dict], out: str = "") -> str:
+  """The markdown table of ``runs``; with ``out``, also ``<out>/sodeep_spearman_validation_rho.png``."""
   columns = (reporting.Column("variant"), reporting.Column("rho", "test Spearman rho (mean ± std)"),
              reporting.Column("seeds"), reporting.Column("steps"),
-             reporting.Column("paper", "paper rho x100", ".1f"), reporting.Column("paper_row", "paper row"))
-  print(reporting.markdown_table(summary_rows(runs), columns))
-  curves: dict[str, list] = {}
-  for run in sorted(runs, key=lambda r: r["report"]["variant"]):
-    report = run["report"]
-    curves.setdefault(report["variant"], []).append((report["validation_steps"], report["validation_rho"]))
-  path = os.path.join(_OUT.value, "sodeep_spearman_validation_rho.png")
-  sodeep_spearman.plot_validation_curves(curves, path)
-  print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-  tables_lib.run_tables(main)
+             reporting.Column("paper", "paper rho x100 (the paper's unit)", ".1f"),
+             reporting.Column("paper_row", "paper row"))
+  text = reporting.markdown_table(summary_rows(runs), columns)
+  if out:
+    curves: dict[str, list] = {}
+    for run in sorted(runs, key=lambda r: r["report"]["variant"]):
+      report = run["report"]
+      curves.setdefault(report["variant"], []).append((report["validation_steps"], report["validation_rho"]))
+    path = os.path.join(out, "sodeep_spearman_validation_rho.png")
+    sodeep_spearman.plot_validation_curves(curves, path)
+    text += f"\n![validation rho](sodeep_spearman_validation_rho.png) (wrote {path})\n"
+  return text

@@ -91,9 +91,12 @@ def collect_runs(pattern: str) -> list[dict[str, Any]]:
   Raises:
     FileNotFoundError: no directory matching ``pattern`` holds a ``results.json``.
   """
-  runs = []
+  runs, seen = [], set()
   workdirs = sorted({w for part in pattern.split(",") if part.strip() for w in glob.glob(part.strip())})
   for workdir in workdirs:
+    if os.path.realpath(workdir) in seen:  # a run reached through a symbolic link counts once
+      continue
+    seen.add(os.path.realpath(workdir))
     path = os.path.join(workdir, "results.json")
     if os.path.exists(path):
       with open(path, encoding="utf-8") as f:
@@ -120,10 +123,14 @@ def seed_summary(values: Sequence[float]) -> dict[str, float]:
 
 
 def mean_pm_std(values: Sequence[float], fmt: str = ".3f") -> str:
-  """``"mean ± std (n seeds)"`` for a table cell.
+  """``"mean ± std (n seeds)"`` for a table cell; one value alone is ``"value (1 seed)"`` (no spread).
 
   >>> mean_pm_std([0.5, 0.7, 0.6])
   '0.600 ± 0.100 (3 seeds)'
+  >>> mean_pm_std([0.5])
+  '0.500 (1 seed)'
   """
   summary = seed_summary(values)
+  if summary["n"] == 1:
+    return f"{format(summary['mean'], fmt)} (1 seed)"
   return f"{format(summary['mean'], fmt)} ± {format(summary['std'], fmt)} ({summary['n']} seeds)"

@@ -83,23 +83,23 @@ def _missing(key: str, what: str, help_text: str) -> errors.DataNotFoundError:
 @data_registry.register_dataset("memorability_scenes")
 def _memorability_scenes_splits(data_config: Any) -> dict[str, Any]:
   """The ``memorability_scenes`` dataset (see :func:`make_splits`)."""
-    from ranking_jax.projects.sodeep import memorability_scenes as memorability  # pylint: disable=g-import-not-at-top
-    sources = memorability.make_memorability_splits(
-        int(data_config.num_train), int(data_config.num_validation), int(data_config.num_test),
-        seed=int(data_config.seed), image_size=int(data_config.image_size))
-    return {split: rendered.render(
-        source, keys=("image", _LABEL_KEY), cache_dir=data_config.get("cache_dir", "") or "",
-        cache_key=["memorability", source.seed, source.offset, len(source), int(data_config.image_size),
-                   source.annotator_noise],
-        name="memorability scenes", description=f"rendering {len(source)} {split} scenes")
-            for split, source in sources.items()}
-  from ranking_jax.projects.sodeep import memorability_files as files  # pylint: disable=g-import-not-at-top
-  size = int(data_config.image_size)
+  from ranking_jax.projects.sodeep import memorability_scenes as memorability  # pylint: disable=g-import-not-at-top
+  sources = memorability.make_memorability_splits(
+      int(data_config.num_train), int(data_config.num_validation), int(data_config.num_test),
+      seed=int(data_config.seed), image_size=int(data_config.image_size))
+  return {split: rendered.render(
+      source, keys=("image", _LABEL_KEY), cache_dir=data_config.get("cache_dir", "") or "",
+      cache_key=["memorability", source.seed, source.offset, len(source), int(data_config.image_size),
+                 source.annotator_noise],
+      name="memorability scenes", description=f"rendering {len(source)} {split} scenes")
+          for split, source in sources.items()}
 
 
 @data_registry.register_dataset("lamem")
 def _lamem_splits(data_config: Any) -> dict[str, Any]:
   """The ``lamem`` dataset (see :func:`make_splits`)."""
+  from ranking_jax.projects.sodeep import memorability_files as files  # pylint: disable=g-import-not-at-top
+  size = int(data_config.image_size)
   if not data_config.lamem_dir:
     raise _missing("data.lamem_dir", "the unpacked LaMem folder", files.LAMEM_HELP)
   return files.make_lamem_splits(data_config.lamem_dir, fold=int(data_config.lamem_fold), image_size=size)
@@ -108,6 +108,8 @@ def _lamem_splits(data_config: Any) -> dict[str, Any]:
 @data_registry.register_dataset("mediaeval")
 def _mediaeval_splits(data_config: Any) -> dict[str, Any]:
   """The ``mediaeval`` dataset (see :func:`make_splits`)."""
+  from ranking_jax.projects.sodeep import memorability_files as files  # pylint: disable=g-import-not-at-top
+  size = int(data_config.image_size)
   if not data_config.mediaeval_ground_truth:
     raise _missing("data.mediaeval_ground_truth", "ground-truth_dev-set.csv", files.MEDIAEVAL_CSV_HELP)
   if not data_config.mediaeval_frames_dir:

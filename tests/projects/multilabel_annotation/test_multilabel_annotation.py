@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import rendered
 from ranking_jax.projects.multilabel_annotation import scene_tags
@@ -19,7 +20,7 @@ from ranking_jax.projects.multilabel_annotation import multilabel_annotation as 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from configs import multilabel_annotation as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from experiments import multilabel_annotation_tables as tables_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import tables as tables_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 # ---------------------------------------------------------------------------------------- configs
@@ -238,13 +239,13 @@ def test_smoke_run(smoke_runs, variant):
 
 def test_tables_script_gathers_the_runs(smoke_runs, tmp_path):
   pattern = str(pathlib.Path(smoke_runs["warp"][1]).parent / "*_s00")
-  text = tables_lib.write_tables(pattern, str(tmp_path))
+  text = tables_lib.tables_text("multilabel_annotation", reporting.collect_runs(pattern), str(tmp_path))
   for variant in SMOKE_VARIANTS:
     assert task_lib.ROW_NAMES[variant] in text
   assert "Table 1" in text and "Table 2" in text and "(1 seed: 0; 2 steps)" in text
   assert (tmp_path / "recall_vs_frequency.png").exists()
   with pytest.raises(FileNotFoundError):
-    tables_lib.write_tables(str(tmp_path / "nothing*"), str(tmp_path))
+    tables_lib.tables_text("multilabel_annotation", reporting.collect_runs(str(tmp_path / "nothing*")))
 
 
 def test_missing_real_data_names_the_file(tmp_path):

@@ -251,17 +251,17 @@ def test_tables_script_builds_tables_from_runs(tmp_path):
     row = {"variant": variant, "data": "embedded", "seed": seed, "category": "shoes", "acc_at_1": acc,
            "acc_at_10": 0.9, "triplet_accuracy": 0.7, "steps": steps}
     (tmp_path / name / "results.json").write_text(json.dumps({"report": row, "step": steps}))
-  out = tmp_path / "tables.md"
-  subprocess.run([sys.executable, "-m", "experiments.sketch_retrieval_tables", f"--runs={tmp_path}/*",
-                  f"--output={out}"], check=True, cwd=REPO, capture_output=True)
-  text = out.read_text()
+  out = tmp_path / "out"
+  subprocess.run([sys.executable, "-m", "experiments.tables", "sketch_retrieval", f"--runs={tmp_path}/*",
+                  f"--out={out}"], check=True, cwd=REPO, capture_output=True)
+  text = (out / "tables.md").read_text()
   assert "40.00 ± 14.14 (2 seeds)" in text  # mtl acc@1 over two seeds, in %
   assert "## Table 1" in text and "## Table 4" in text
   assert "| triplet | embedded | 600 | 1 (seeds [0]) | 20.00" in text
   assert "| mtl | embedded | 2 | 1 (seeds [0]) | 90.00" in text  # not averaged into the 600-step seeds
   assert "| hard | embedded | 600 | 2 (seeds [0, 1]) = mtl | 40.00 ± 14.14 (2 seeds)" in text
   assert "| medium | embedded | - | not run |" in text
-  # No finished run under the glob: one error line, exit status 2 (tables_lib, shared by every script).
-  empty = subprocess.run([sys.executable, "-m", "experiments.sketch_retrieval_tables",
+  # No finished run under the glob: one error line, exit status 2 (experiments.tables, shared by every experiment).
+  empty = subprocess.run([sys.executable, "-m", "experiments.tables", "sketch_retrieval",
                           f"--runs={tmp_path}/nothing*"], cwd=REPO, capture_output=True, text=True, check=False)
   assert empty.returncode == 2 and "no results.json" in empty.stderr and "Traceback" not in empty.stderr
