@@ -144,6 +144,7 @@ class _ArraySource:
 
 
 def test_coco_path_on_mock_data_and_missing_data(tmp_path):
+  sys.path.insert(0, str(pathlib.Path(__file__).parent))  # the sibling test module that writes the fixture
   from test_sodeep_retrieval_data import write_coco_captions_metadata  # pylint: disable=g-import-not-at-top
   from ranking_jax.projects.sodeep import coco_captions  # pylint: disable=g-import-not-at-top
   config = config_lib.get_config("recall_lstm,coco")
