@@ -444,7 +444,9 @@ def build_splits(data_config: Any = None) -> dict[str, CelebAHQSource]:
       it, where to get it, where to put it and the config key).
     ValueError: malformed files or config values.
   """
-  get = lambda key: config_value(data_config, key, DEFAULT_CONFIG[key])  # pylint: disable=unnecessary-lambda-assignment
+  def get(key: str) -> Any:
+    return config_value(data_config, key, DEFAULT_CONFIG[key])
+
   data_dir = os.fspath(os.path.expanduser(get("data_dir") or ""))
   if not data_dir:
     raise DataNotFoundError(f"No CelebA-HQ folder given: set --config.data.data_dir=... to {PUT_HELP}. Get "

@@ -165,7 +165,9 @@ def build_splits(data_config: Any = None) -> dict[str, UTKFaceSource]:
       where to put them and the config key).
     ValueError: malformed config values.
   """
-  get = lambda key: image_data.config_value(data_config, key, DEFAULT_CONFIG[key])  # pylint: disable=unnecessary-lambda-assignment
+  def get(key: str) -> Any:
+    return image_data.config_value(data_config, key, DEFAULT_CONFIG[key])
+
   data_dir = os.fspath(os.path.expanduser(get("data_dir") or ""))
   images = get("images") or (find_images(data_dir) if data_dir else None)
   if not images:
