@@ -36,6 +36,12 @@ from ranking_jax.data.memorability import make_memorability_splits
 from ranking_jax.data.voc_difficulty import VocDifficultySource
 from ranking_jax.data.voc_difficulty import make_voc_difficulty_splits
 from ranking_jax.data.voc_difficulty import read_difficulty_csv
+from ranking_jax.data import celeba_hq
+from ranking_jax.data import feature_cache
+from ranking_jax.data import utkface
+from ranking_jax.data.feature_cache import FeatureSource
+from ranking_jax.data.feature_cache import cached_features
+from ranking_jax.data.feature_cache import compute_feature_cache
 
 __all__ = [
     "ATTRIBUTE_NAMES", "AugmentConfig", "CLASS_NAMES", "DataNotFoundError", "ScenesSource",
@@ -47,4 +53,5 @@ __all__ = [
     "NusWideSource", "SceneTagsSource", "VocMultilabelSource",
     "make_nuswide_splits", "make_scene_tags_splits", "make_voc2007_splits",
     "MemorabilitySource", "make_memorability_splits",
+    "celeba_hq", "utkface", "feature_cache", "FeatureSource", "cached_features", "compute_feature_cache",
 ]
