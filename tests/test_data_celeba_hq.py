@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import pathlib
+import pickle
 import zipfile
 
 import ml_collections
@@ -100,6 +101,8 @@ def test_preload_equals_lazy_reads_and_config_dict(tmp_path):
   np.testing.assert_array_equal(lazy[2:5]["index"], eager.ids[2:5])
   with pytest.raises(IndexError):
     eager[np.array([16])]
+  copy = pickle.loads(pickle.dumps(lazy))  # a copy (e.g. in another process) opens its own zip handle
+  np.testing.assert_array_equal(copy[indices]["image"], a["image"])
 
 
 def test_seeded_determinism_and_max_examples(tmp_path):

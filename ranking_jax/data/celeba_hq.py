@@ -317,7 +317,8 @@ class ImageLabelSource(sources.ExampleSource):
     """The fields that identify this split's content, for :mod:`ranking_jax.data.feature_cache` keys.
 
     ``{"dataset", "split", "num_examples", "image_size", "images", ...fingerprint}`` (JSON types only);
-    the caller adds the backbone, its weights' hash and the preprocessing.
+    the caller adds the backbone, its weights' hash and the preprocessing. ``images`` is the image folder's
+    or zip's base name: replacing its content under the same name needs the cache deleted by hand.
     """
     return {"dataset": self.name, "split": self.split, "num_examples": len(self),
             "image_size": list(self.image_size), "images": os.path.basename(self.files.path.rstrip("/")),
@@ -458,11 +459,11 @@ def build_splits(data_config: Any = None) -> dict[str, CelebAHQSource]:
   chosen = parse_names(get("attributes"), names, config_key="config.data.attributes")
   labels = labels[:, [names.index(n) for n in chosen]]
   images_path = get("images") or pick_images(
-      [os.path.join(data_dir, n) for n in sorted(os.listdir(data_dir)) if n.startswith(IMAGE_FOLDER)],
-      image_size, OFFICIAL_SIDE)
+      [os.path.join(data_dir, n) for n in sorted(os.listdir(data_dir)) if n.startswith(IMAGE_FOLDER) and (
+          n.endswith(".zip") or os.path.isdir(os.path.join(data_dir, n)))], image_size, OFFICIAL_SIDE)
   if not images_path:
     raise missing_file_error(os.path.join(data_dir, IMAGE_FOLDER), what="CelebA-HQ image folder or zip",
-                             get=GET_HELP, put=PUT_HELP + f" (or set --config.data.images=<folder or zip>)",
+                             get=GET_HELP, put=PUT_HELP + " (or set --config.data.images=<folder or zip>)",
                              config_key="config.data.data_dir")
   files = ImageFiles(images_path)
   missing = [n for n in file_names if n not in files]
