@@ -170,8 +170,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(2)
 
 
-def main(make_task: Callable[[Any], Any], argv: list[str]) -> Any:
-  """Initialises jax.distributed if requested, then runs ``train_and_evaluate``; returns its result."""
+def main(make_task: Union[str, Callable[[Any], Any]], argv: list[str]) -> Any:
+  """Initialises jax.distributed if requested, checks the config, runs ``train_and_evaluate``; returns its
+  result. ``make_task`` is ``make_task(config) -> Task`` or the dotted name of its task module."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
@@ -183,8 +184,13 @@ def main(make_task: Callable[[Any], Any], argv: list[str]) -> Any:
   from ranking_jax.data import errors  # pylint: disable=g-import-not-at-top
   from ranking_jax.train import config as train_config  # pylint: disable=g-import-not-at-top
   from ranking_jax.train import trainer  # pylint: disable=g-import-not-at-top
+  from ranking_jax.train import preflight  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(make_task) if isinstance(make_task, str) else None
   try:
-    result = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, make_task)
+    # Every config value that needs no data is checked before the task renders or loads anything.
+    preflight.check_config(FLAGS.config, module)
+    result = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                                        module.make_task if module is not None else make_task)
   except (errors.DataNotFoundError, trainer.WorkdirMismatchError, train_config.ConfigValueError) as error:
     # Expected user errors: the message says what to do; a traceback would only hide it.
     print(f"error: {error}", file=sys.stderr, flush=True)
@@ -195,13 +201,6 @@ def main(make_task: Callable[[Any], Any], argv: list[str]) -> Any:
   return result
 
 
-def resolve_task(make_task: Union[str, Callable[[Any], Any]]) -> Callable[[Any], Any]:
-  """``make_task`` itself, or the ``make_task`` of the module named by a dotted path (imported now)."""
-  if isinstance(make_task, str):
-    return importlib.import_module(make_task).make_task
-  return make_task
-
-
 def run(make_task: Union[str, Callable[[Any], Any]]) -> None:
   """``absl.app.run`` of :func:`main` for ``make_task(config) -> Task``, with :func:`parse_flags`.
 
@@ -209,4 +208,4 @@ def run(make_task: Union[str, Callable[[Any], Any]]) -> None:
   image_difficulty"``): it is imported only after the flags and the config were checked, so a mistake on
   the command line is reported before jax, flax and tfds are loaded.
   """
-  app.run(lambda argv: main(resolve_task(make_task), argv) and None, flags_parser=parse_flags)
+  app.run(lambda argv: main(make_task, argv) and None, flags_parser=parse_flags)

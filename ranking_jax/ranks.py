@@ -608,6 +608,21 @@ def get_rank_fn(spec: str, *, sharpness: float = 10.0, regularization_strength: 
 
 
 def max_list_length(rank_fn) -> Optional[int]:
-  """The longest list ``rank_fn`` serves (a learned sorter's ``max_length``), or None when unbounded."""
+  """The longest list a rank function serves: a learned sorter's ``max_length``, None when unbounded.
+
+  ``rank_fn`` is a rank function or a :func:`get_rank_fn` spec (a sorter's length is read from its
+  metadata, without loading the weights); ``""`` (no rank function) is None.
+
+  >>> max_list_length("soft_ranks") is None, max_list_length("lstm")
+  (True, 100)
+  """
+  if isinstance(rank_fn, str):
+    if rank_fn in ("", "soft_ranks", "handcrafted", "handcrafted_standardized"):
+      return None
+    from ranking_jax.sorters import pretrained  # pylint: disable=g-import-not-at-top
+    name = DEFAULT_SORTER if rank_fn == "lstm" else rank_fn
+    if name not in pretrained.available_pretrained():
+      return None  # get_rank_fn reports the unknown name
+    return int(pretrained.pretrained_metadata(name)["max_length"])
   length = getattr(rank_fn, "max_length", None)
   return int(length) if length else None

@@ -19,6 +19,7 @@ import threading
 from typing import Any, Callable, Iterator, Mapping, Optional, Protocol
 
 import numpy as np
+from ranking_jax.errors import ConfigValueError
 
 Batch = dict[str, np.ndarray]
 Transform = Callable[[Batch, np.random.Generator], Batch]
@@ -42,7 +43,7 @@ def _check_batching(num_examples: int, batch_size: int, process_index: int, proc
   if process_count < 1 or not 0 <= process_index < process_count:
     raise ValueError(f"need 0 <= process_index < process_count, got {process_index}, {process_count}.")
   if batch_size < 1 or batch_size % process_count:
-    raise ValueError(f"`batch_size` (the global batch size) must be a positive multiple of process_count="
+    raise ConfigValueError(f"`batch_size` (the global batch size) must be a positive multiple of process_count="
                      f"{process_count}, got {batch_size}.")
   if num_examples < 1:
     raise ValueError(f"the source is empty (num_examples={num_examples}).")
@@ -55,7 +56,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   2
   """
   if batch_size > num_examples:
-    raise ValueError(f"`batch_size`={batch_size} is larger than the {num_examples} training examples.")
+    raise ConfigValueError(f"`batch_size`={batch_size} is larger than the {num_examples} training examples.")
   return num_examples // batch_size
 
 

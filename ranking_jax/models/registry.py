@@ -32,6 +32,7 @@ from ranking_jax.models import heads
 from ranking_jax.models import mobilenet
 from ranking_jax.models import resnet
 from ranking_jax.models import vgg
+from ranking_jax.errors import ConfigValueError
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet.ResNet18,
@@ -55,7 +56,7 @@ def get_backbone(name: str, **kwargs: Any) -> nn.Module:
   """
   key = ALIASES.get(name.lower(), name.lower())
   if key not in BACKBONES:
-    raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
+    raise ConfigValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
   return BACKBONES[key](**kwargs)
 
 
@@ -92,11 +93,11 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
   'ImageRegressor'
   """
   if name not in MODELS:
-    raise ValueError(f"unknown model {name!r}; registered models: {sorted(MODELS)}.")
+    raise ConfigValueError(f"unknown model {name!r}; registered models: {sorted(MODELS)}.")
   try:
     return MODELS[name](**kwargs)
   except TypeError as error:
-    raise ValueError(f"model {name!r} does not accept the keyword arguments {sorted(kwargs)}: {error}"
+    raise ConfigValueError(f"model {name!r} does not accept the keyword arguments {sorted(kwargs)}: {error}"
                      ) from None
 
 

@@ -58,6 +58,7 @@ from ranking_jax.train.checkpoint import Checkpointer
 from ranking_jax.train.config import ConfigValueError, StepPlan, plan_steps
 from ranking_jax.train.optim import learning_rate_schedule, make_optimizer
 from ranking_jax.train.parallel import AXIS_NAME, make_eval_step, make_train_step
+from ranking_jax.train.requirements import Requirements, check_requirements
 from ranking_jax.train.schedules import (LossWeighting, alternating, piecewise, uncertainty,
                                          weighted)
 from ranking_jax.train.state import TrainState, count_params, create_train_state, fingerprint
@@ -67,8 +68,8 @@ from ranking_jax.train.trainer import (Evaluator, Predictions, Task, TrainResult
 
 __all__ = [
     "AXIS_NAME", "Checkpointer", "Evaluator", "LossWeighting", "Predictions", "StepPlan", "Task",
-    "TrainResult", "TrainState", "WorkdirMismatchError", "alternating", "count_params",
-    "create_train_state", "evaluate", "fingerprint", "learning_rate_schedule", "load_state",
+    "Requirements", "TrainResult", "TrainState", "WorkdirMismatchError", "alternating", "count_params",
+    "check_requirements", "create_train_state", "evaluate", "fingerprint", "learning_rate_schedule", "load_state",
     "make_eval_step", "make_optimizer", "make_train_step", "measure_train_step", "piecewise", "plan_steps",
     "shape_signature", "train_and_evaluate", "uncertainty", "validation_and_test", "weighted",
 ]

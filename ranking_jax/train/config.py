@@ -88,7 +88,7 @@ def plan_steps(config: Any, *, num_train_examples: Optional[int] = None,
   per_epoch = int(steps_per_epoch_override or steps_per_epoch(num_train_examples, batch_size))
   total = _steps(config, "total", per_epoch, known)
   if not total:
-    raise ValueError("Set config.total_steps or config.total_epochs to a positive value.")
+    raise ConfigValueError("Set config.total_steps or config.total_epochs to a positive value.")
   intervals = {}
   for stem in _INTERVALS:
     value = _steps(config, stem, per_epoch, known)

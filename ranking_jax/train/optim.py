@@ -23,6 +23,7 @@ import jax
 import optax
 
 from ranking_jax.train import config as config_lib
+from ranking_jax.errors import ConfigValueError
 
 Array = jax.Array
 
@@ -32,7 +33,7 @@ def _epochs_or_steps(config: Any, stem: str, steps_per_epoch: int) -> Any:
   is_set = lambda v: v is not None and (not isinstance(v, (tuple, list)) or len(v) > 0)
   epochs, steps = config.get(f"{stem}_epochs", None), config.get(f"{stem}_steps", None)
   if is_set(epochs) and is_set(steps):
-    raise ValueError(f"optimizer.schedule.{stem}_epochs={epochs} and {stem}_steps={steps} are both set; "
+    raise ConfigValueError(f"optimizer.schedule.{stem}_epochs={epochs} and {stem}_steps={steps} are both set; "
                      "give one.")
   if is_set(epochs):
     if isinstance(epochs, (tuple, list)):
@@ -59,7 +60,7 @@ def learning_rate_schedule(config: Any, *, steps_per_epoch: int, total_steps: in
   if name == "step":
     boundaries = _epochs_or_steps(schedule, "boundaries", steps_per_epoch) or []
     if list(boundaries) != sorted(boundaries):
-      raise ValueError(f"Learning-rate boundaries must be increasing, got {list(boundaries)}.")
+      raise ConfigValueError(f"Learning-rate boundaries must be increasing, got {list(boundaries)}.")
     factor = float(schedule.decay_factor)
     # piecewise_constant_schedule multiplies scales of repeated boundaries; a dict would merge them.
     scales: dict[int, float] = {}
@@ -69,7 +70,7 @@ def learning_rate_schedule(config: Any, *, steps_per_epoch: int, total_steps: in
   if name == "halving":
     every = _epochs_or_steps(schedule, "every", steps_per_epoch)
     if not every or every < 1:
-      raise ValueError("schedule 'halving' needs optimizer.schedule.every_epochs or every_steps >= 1, got "
+      raise ConfigValueError("schedule 'halving' needs optimizer.schedule.every_epochs or every_steps >= 1, got "
                        f"{every!r}.")
     return optax.exponential_decay(base, transition_steps=int(every), decay_rate=float(schedule.decay_factor),
                                    staircase=True)
@@ -78,7 +79,7 @@ def learning_rate_schedule(config: Any, *, steps_per_epoch: int, total_steps: in
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0 if warmup else base, peak_value=base, warmup_steps=warmup,
         decay_steps=max(total_steps, warmup + 1), end_value=base * float(schedule.get("final_fraction", 0.0)))
-  raise ValueError(f"Unknown optimizer.schedule.name {name!r}; expected 'constant', 'step', 'halving' or "
+  raise ConfigValueError(f"Unknown optimizer.schedule.name {name!r}; expected 'constant', 'step', 'halving' or "
                    "'cosine'.")
 
 
@@ -110,7 +111,7 @@ def make_optimizer(config: Any, *, steps_per_epoch: int, total_steps: int,
   clip = config.get("grad_clip_norm", None)
   if clip is not None:
     if clip <= 0:
-      raise ValueError(f"optimizer.grad_clip_norm must be positive or None, got {clip}.")
+      raise ConfigValueError(f"optimizer.grad_clip_norm must be positive or None, got {clip}.")
     parts.append(optax.clip_by_global_norm(float(clip)))
   if name in ("sgd", "adam") and weight_decay:
     parts.append(optax.add_decayed_weights(weight_decay, mask=weight_decay_mask))
@@ -123,5 +124,5 @@ def make_optimizer(config: Any, *, steps_per_epoch: int, total_steps: int,
     parts.append(optax.adamw(lr, b1=float(config.b1), b2=float(config.b2), eps=float(config.eps),
                              weight_decay=weight_decay, mask=weight_decay_mask))
   else:
-    raise ValueError(f"Unknown optimizer.name {name!r}; expected 'sgd', 'adam' or 'adamw'.")
+    raise ConfigValueError(f"Unknown optimizer.name {name!r}; expected 'sgd', 'adam' or 'adamw'.")
   return optax.chain(*parts), lr

@@ -34,6 +34,7 @@ import optax
 
 from ranking_jax.train import schedules as schedules_lib
 from ranking_jax.train.state import TrainState
+from ranking_jax.errors import ConfigValueError
 
 Array = jax.Array
 AXIS_NAME = "batch"
@@ -65,7 +66,7 @@ def make_train_step(model: nn.Module, loss_terms: Mapping[str, LossTerm],
   ``grad_norm`` and ``learning_rate``, all averaged over devices.
   """
   if loss_scope not in LOSS_SCOPES:
-    raise ValueError(f"loss_scope must be one of {LOSS_SCOPES}, got {loss_scope!r}.")
+    raise ConfigValueError(f"loss_scope must be one of {LOSS_SCOPES}, got {loss_scope!r}.")
   if not loss_terms:
     raise ValueError("The task needs at least one loss term.")
   loss_terms = dict(loss_terms)
@@ -161,7 +162,7 @@ def shard(batch: Any) -> Any:
   def reshape(x):
     x = np.asarray(x)
     if x.ndim == 0 or x.shape[0] % n:
-      raise ValueError(f"The per-process batch size must be a multiple of the {n} local devices; got an "
+      raise ConfigValueError(f"The per-process batch size must be a multiple of the {n} local devices; got an "
                        f"entry of shape {x.shape}.")
     return x.reshape((n, x.shape[0] // n) + x.shape[1:])
 

@@ -51,7 +51,7 @@ def _at_least_float32(x: Array) -> Array:
 def _check_names(expected: Iterable[str], given: Iterable[str], what: str) -> None:
   expected, given = sorted(expected), sorted(given)
   if expected != given:
-    raise ValueError(f"{what} names the loss terms {given}, but the task defines {expected}.")
+    raise ConfigValueError(f"{what} names the loss terms {given}, but the task defines {expected}.")
 
 
 def as_weighting(schedule: types.Schedule | LossWeighting, names: Sequence[str]) -> LossWeighting:
@@ -127,9 +127,9 @@ def alternating(main: str, auxiliary: str, *, frequency: int, steps_per_unit: in
   [0, 0, 0, 0, 1, 1, 0, 0]
   """
   if frequency < 1 or steps_per_unit < 1:
-    raise ValueError(f"`frequency` and `steps_per_unit` must be >= 1, got {frequency} and {steps_per_unit}.")
+    raise ConfigValueError(f"`frequency` and `steps_per_unit` must be >= 1, got {frequency} and {steps_per_unit}.")
   if main == auxiliary:
-    raise ValueError(f"`main` and `auxiliary` must differ, got {main!r} twice.")
+    raise ConfigValueError(f"`main` and `auxiliary` must differ, got {main!r} twice.")
 
   def schedule(step: Array) -> dict[str, Array]:
     unit = jnp.asarray(step, jnp.int32) // steps_per_unit + 1
@@ -150,10 +150,10 @@ def piecewise(boundaries: Sequence[int], weights: Sequence[Mapping[str, float]])
   [1.0, 1.0, 0.0, 0.0]
   """
   if len(weights) != len(boundaries) + 1:
-    raise ValueError(f"Need len(boundaries) + 1 weight sets, got {len(boundaries)} boundaries and "
+    raise ConfigValueError(f"Need len(boundaries) + 1 weight sets, got {len(boundaries)} boundaries and "
                      f"{len(weights)} weight sets.")
   if list(boundaries) != sorted(boundaries):
-    raise ValueError(f"`boundaries` must be increasing, got {list(boundaries)}.")
+    raise ConfigValueError(f"`boundaries` must be increasing, got {list(boundaries)}.")
   names = sorted({name for w in weights for name in w})
   table = jnp.asarray([[float(w.get(name, 0.0)) for name in names] for w in weights], jnp.float32)
   bounds = jnp.asarray(list(boundaries), jnp.int32)
@@ -185,7 +185,7 @@ def uncertainty(names: Sequence[str], *, init_log_variance: float = 0.0) -> Loss
   """
   names = tuple(names)
   if not names:
-    raise ValueError("`uncertainty` needs at least one loss-term name.")
+    raise ConfigValueError("`uncertainty` needs at least one loss-term name.")
 
   def init_params():
     return {name: jnp.full((), init_log_variance, jnp.float32) for name in names}

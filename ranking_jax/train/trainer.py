@@ -18,9 +18,11 @@ from ranking_jax.train import checkpoint as checkpoint_lib
 from ranking_jax.train import config as config_lib
 from ranking_jax.train import optim
 from ranking_jax.train import parallel
+from ranking_jax.train import requirements as requirements_lib
 from ranking_jax.train import schedules as schedules_lib
 from ranking_jax.train import state as state_lib
 from ranking_jax.train import writers
+from ranking_jax.errors import ConfigValueError
 
 Batch = Mapping[str, Any]
 MASK_KEY = "mask"
@@ -119,6 +121,8 @@ class Task:
       evaluation, from the predictions already computed (tables beside the paper's figures, plots; see
       :mod:`ranking_jax.reporting`); its dict is stored under ``results["report"]``.
     example_name: what one example is called in the progress line (``"ex"``, ``"pairs"``...).
+    requirements: what the task needs from the config (:class:`~ranking_jax.train.Requirements`: the
+      whole global batch as one list, a maximum list length); checked before training.
   """
 
   model: nn.Module
@@ -131,6 +135,7 @@ class Task:
   initialize_variables: Optional[Callable[[Any], Any]] = None
   report: Optional[Callable[[TrainResult, str], Mapping[str, Any]]] = None
   example_name: str = "ex"
+  requirements: Optional[requirements_lib.Requirements] = None
 
 
 class WorkdirMismatchError(ValueError):
@@ -222,7 +227,7 @@ def _set_up(config: Any, task: Task) -> _SetUp:
   first_batch = next(iter(task.make_train_iterator(0, process_index, process_count)))
   leading = {np.shape(x)[0] for x in jax.tree_util.tree_leaves(first_batch)}
   if leading != {per_process}:
-    raise ValueError(f"The train iterator must yield per-process batches of {per_process} examples "
+    raise ConfigValueError(f"The train iterator must yield per-process batches of {per_process} examples "
                      f"(config.batch_size // process_count), got leading sizes {sorted(leading)}.")
   if "inputs" not in first_batch:
     raise ValueError(f"A training batch must hold the model inputs under 'inputs'; got keys "
@@ -349,6 +354,7 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   """
   if callable(task) and not isinstance(task, Task):
     task = task(config)
+  requirements_lib.check_requirements(config, task.requirements)
   process_index, process_count = jax.process_index(), jax.process_count()
   is_chief = process_index == 0
   setup = _set_up(config, task)

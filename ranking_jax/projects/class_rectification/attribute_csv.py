@@ -40,6 +40,7 @@ from PIL import Image
 from ranking_jax.projects.class_rectification.celeba import crop_and_resize
 from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
+from ranking_jax.errors import ConfigValueError
 
 MISSING = -1
 FORMAT_HELP = (
@@ -133,7 +134,7 @@ def _select_columns(table: AttributeTable, attributes: Optional[Sequence[str]]) 
     return table
   missing = [name for name in attributes if name not in table.names]
   if missing:
-    raise ValueError(f"attribute column(s) {missing} (config.data.attributes) not in {table.path}, whose "
+    raise ConfigValueError(f"attribute column(s) {missing} (config.data.attributes) not in {table.path}, whose "
                      f"columns are {list(table.names)}.")
   columns = [table.names.index(name) for name in attributes]
   return dataclasses.replace(table, names=tuple(attributes), labels=table.labels[:, columns])
@@ -185,7 +186,7 @@ class AttributeCSVSource(sources.ExampleSource):
     self.crop = crop
     num_values = infer_num_values([table]) if num_values is None else tuple(int(n) for n in num_values)
     if len(num_values) != len(table.names):
-      raise ValueError(f"`num_values` (config.data.num_values) must give one |Z_j| per attribute "
+      raise ConfigValueError(f"`num_values` (config.data.num_values) must give one |Z_j| per attribute "
                        f"{list(table.names)}, got {num_values}.")
     too_large = [(name, int(table.labels[:, j].max()), n) for j, (name, n) in
                  enumerate(zip(table.names, num_values)) if table.labels[:, j].max() >= n]

@@ -23,6 +23,7 @@ from PIL import Image
 
 from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
+from ranking_jax.errors import ConfigValueError
 
 TFDS_NAME = "celeb_a"
 SPLITS = ("train", "validation", "test")
@@ -167,7 +168,7 @@ class CelebASource(sources.ExampleSource):
     names = ATTRIBUTE_NAMES if attributes is None else tuple(attributes)
     unknown = [n for n in names if n not in ATTRIBUTE_NAMES]
     if unknown or not names:
-      raise ValueError(f"unknown CelebA attributes {unknown or names!r} (config.data.attributes); choose "
+      raise ConfigValueError(f"unknown CelebA attributes {unknown or names!r} (config.data.attributes); choose "
                        f"from {list(ATTRIBUTE_NAMES)}.")
     self.names = names
     self.num_values = (2,) * len(names)

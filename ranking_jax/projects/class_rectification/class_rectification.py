@@ -59,6 +59,7 @@ from ranking_jax.data import registry as data_registry
 from ranking_jax.projects.class_rectification import scene_attributes as sa
 from ranking_jax.data import scenes as scenes_lib
 from ranking_jax.losses import rectification
+from ranking_jax.errors import ConfigValueError
 
 Batch = dict[str, np.ndarray]
 
@@ -91,7 +92,7 @@ def parse_variant(variant: str) -> tuple[Optional[str], Optional[str]]:
   (('instance', 'relative'), (None, None))
   """
   if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}.")
+    raise ConfigValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}.")
   if variant.startswith("crl_"):
     _, level, kind = variant.split("_")
     return level, kind
@@ -345,12 +346,17 @@ def attribute_metrics(predictions: Mapping[str, np.ndarray], targets: Mapping[st
 # ------------------------------------------------------------------------------------------------ task
 
 
+def requirements(config: Any) -> train.Requirements:
+  """CRL variants mine hard examples within the whole mini-batch; ``ce`` has no listwise term."""
+  level, _ = parse_variant(str(config.variant))
+  return train.Requirements(global_batch="CRL mines within the whole mini-batch" if level else "")
+
+
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
   """The trainer Task of ``config`` (see ``configs/class_rectification.py``); prints the imbalance table."""
   variant = str(config.variant)
   level, kind = parse_variant(variant)
-  if level is not None and config.loss_scope != "global":
-    raise ValueError("CRL mines within the whole mini-batch: config.loss_scope must be 'global'.")
+  train.check_requirements(config, requirements(config))
   if splits is None:
     splits = make_splits(config.data)
   train_source = splits["train"]
@@ -399,7 +405,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   model = models.build_model(config.model.name, num_values=num_values, **config.model.kwargs.to_dict())
   info = {"names": names, "num_values": num_values, "imbalance": [float(r) for r in ratios],
           "num_train": len(sampling_source)}
-  return train.Task(model=model, loss_terms=terms, make_train_iterator=make_train_iterator,
+  return train.Task(requirements=requirements(config), model=model, loss_terms=terms, make_train_iterator=make_train_iterator,
                     evaluators=evaluators, num_train_examples=len(sampling_source),
                     report=functools.partial(report, config, info))
 

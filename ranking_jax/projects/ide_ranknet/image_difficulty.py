@@ -186,10 +186,14 @@ def difficulty_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray
 # ------------------------------------------------------------------------------------------------ task
 
 
+def requirements(config: Any) -> train.Requirements:
+  """The Kendall RankLoss ranks the whole mini-batch."""
+  del config
+  return train.Requirements(global_batch="The Kendall RankLoss ranks the whole mini-batch")
+
+
 def _check_config(config: Any) -> None:
-  if config.loss_scope != "global":
-    raise ValueError("The Kendall RankLoss ranks the whole mini-batch: config.loss_scope must be 'global', "
-                     f"got {config.loss_scope!r}.")
+  train.check_requirements(config, requirements(config))
 
 
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
@@ -229,7 +233,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
     initialize_variables = lambda variables: weights_lib.load_backbone_weights(variables, weights_path)
 
   evaluators = train.validation_and_test(make_eval_iterator, splits, difficulty_metrics)
-  return train.Task(model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
+  return train.Task(requirements=requirements(config), model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
                     loss_terms=make_loss_terms(config.loss.label_diff),
                     make_train_iterator=make_train_iterator, evaluators=evaluators,
                     num_train_examples=len(train_source), initialize_variables=initialize_variables,

@@ -264,6 +264,12 @@ def annotation_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray
 # ------------------------------------------------------------------------------------------------ task
 
 
+def requirements(config: Any) -> train.Requirements:
+  """The sampled WARP term draws one key per step for the whole batch."""
+  return train.Requirements(global_batch="The sampled WARP term draws one key per step for the whole batch"
+                            if config.loss.name == "warp" else "")
+
+
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
   """The trainer :class:`~ranking_jax.train.Task` of ``config`` (``configs/multilabel_annotation.py``).
 
@@ -274,9 +280,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   """
   if config.loss.name not in LOSSES:
     raise train.ConfigValueError(f"config.loss.name must be one of {LOSSES}, got {config.loss.name!r}.")
-  if config.loss.name == "warp" and config.loss_scope != "global":
-    raise ValueError("The sampled WARP term draws one key per step for the whole batch: config.loss_scope "
-                     f"must be 'global', got {config.loss_scope!r}.")
+  train.check_requirements(config, requirements(config))
   if splits is None:
     splits = make_splits(config.data)
   train_source = splits["train"]
@@ -313,7 +317,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   evaluators["test"] = train.Evaluator(functools.partial(make_eval_iterator, splits["test"]), metrics_fn,
                                        periodic=False)
   num_trials = config.loss.get("warp_num_trials", None)
-  return train.Task(model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
+  return train.Task(requirements=requirements(config), model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
                     loss_terms=make_loss_terms(config.loss.name, seed=seed,
                                                warp_num_trials=None if num_trials is None else int(num_trials),
                                                normalize_pairwise=bool(config.loss.normalize_pairwise)),

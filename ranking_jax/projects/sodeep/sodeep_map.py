@@ -225,13 +225,16 @@ def map_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray]) -> d
 # ------------------------------------------------------------------------------------------------ task
 
 
+def requirements(config: Any) -> train.Requirements:
+  """Eq. 7 ranks the whole batch per class; a learned sorter bounds the batch."""
+  spec = config.loss.rank_fn or ""
+  return train.Requirements(global_batch="eq. 7 ranks the whole batch per class",
+                            max_list_length=ranks.max_list_length(spec),
+                            list_length_reason=f"the sorter {spec!r}")
+
+
 def _check_config(config: Any) -> None:
-  if config.loss_scope != "global":
-    raise ValueError("eq. 7 ranks the whole batch per class: config.loss_scope must be 'global', "
-                     f"got {config.loss_scope!r}.")
-  if config.loss.rank_fn not in ("", "soft_ranks") and int(config.batch_size) > 100:
-    raise ValueError(f"the shipped sorter ranks lists of <= 100 items; config.batch_size is "
-                     f"{config.batch_size}.")
+  train.check_requirements(config, requirements(config))
 
 
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
@@ -263,7 +266,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   if "validation" in splits:
     evaluators["validation"] = train.Evaluator(functools.partial(make_eval_iterator, splits["validation"]),
                                                map_metrics)
-  return train.Task(model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
+  return train.Task(requirements=requirements(config), model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
                     loss_terms=make_loss_terms(rank_fn), make_train_iterator=make_train_iterator,
                     evaluators=evaluators, num_train_examples=len(train_source),
                     report=functools.partial(report, config))

@@ -39,6 +39,7 @@ import numpy as np
 
 from ranking_jax import metrics as metrics_lib
 from ranking_jax import models
+from ranking_jax import ranks
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import pipeline
@@ -243,18 +244,21 @@ def recall_metrics(predictions: Mapping[str, np.ndarray], targets: Any, *, fold_
 # ------------------------------------------------------------------------------------------------ task
 
 
+def requirements(config: Any) -> train.Requirements:
+  """The losses use the whole batch's similarity matrix; a learned sorter bounds the batch."""
+  spec = config.loss.rank_fn if config.loss.name == "recall" else ""
+  return train.Requirements(global_batch="The losses use the whole batch's similarity matrix",
+                            max_list_length=ranks.max_list_length(spec),
+                            list_length_reason=f"the sorter {spec!r}")
+
+
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
   """The trainer :class:`~ranking_jax.train.Task` of ``config`` (see ``configs/sodeep_recall.py``).
 
   ``splits`` defaults to :func:`make_splits` of ``config.data`` (it must hold ``"vocab_size"``). The
   model is ``models.build_model(config.model.name, vocab_size=..., **config.model.kwargs)``.
   """
-  if config.loss_scope != "global":
-    raise ValueError("the losses use the whole batch's similarity matrix: config.loss_scope must be "
-                     f"'global', got {config.loss_scope!r}.")
-  if config.loss.name == "recall" and config.loss.rank_fn != "soft_ranks" and int(config.batch_size) > 100:
-    raise ValueError(f"the shipped sorter ranks lists of <= 100 items; config.batch_size is "
-                     f"{config.batch_size}.")
+  train.check_requirements(config, requirements(config))
   if splits is None:
     splits = make_splits(config.data)
   train_source = splits["train"]
@@ -284,7 +288,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
     warmup_steps = int(round(float(config.loss.warmup_epochs) * (len(train_source) // batch_size)))
     schedule = train.piecewise([warmup_steps], [{"triplet_sum": 1.0, "triplet_hard": 0.0},
                                             {"triplet_sum": 0.0, "triplet_hard": 1.0}])
-  return train.Task(model=model, loss_terms=terms, schedule=schedule,
+  return train.Task(requirements=requirements(config), model=model, loss_terms=terms, schedule=schedule,
                     make_train_iterator=make_train_iterator, evaluators=evaluators,
                     num_train_examples=len(train_source), report=functools.partial(report, config))
 

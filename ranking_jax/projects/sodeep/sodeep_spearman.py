@@ -43,6 +43,7 @@ import numpy as np
 
 from ranking_jax import metrics as metrics_lib
 from ranking_jax import models
+from ranking_jax import ranks
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import errors
@@ -232,6 +233,14 @@ def spearman_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray])
 # ------------------------------------------------------------------------------------------------ task
 
 
+def requirements(config: Any) -> train.Requirements:
+  """Eq. 4 ranks the whole mini-batch; a learned sorter bounds its length."""
+  spec = config.loss.rank_fn or ""
+  return train.Requirements(global_batch="The Spearman loss ranks the whole mini-batch",
+                            max_list_length=ranks.max_list_length(spec),
+                            list_length_reason=f"the sorter {spec!r}")
+
+
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
   """The trainer :class:`~ranking_jax.train.Task` of ``config`` (see ``configs/sodeep_spearman.py``).
 
@@ -239,12 +248,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
     ValueError: ``config.loss_scope`` is not ``"global"`` (eq. 4 ranks the whole mini-batch), or the LSTM
       sorter would see more than 100 items (``config.batch_size > 100``).
   """
-  if config.loss_scope != "global":
-    raise ValueError("The Spearman loss ranks the whole mini-batch: config.loss_scope must be 'global', "
-                     f"got {config.loss_scope!r}.")
-  if config.loss.rank_fn == "lstm" and int(config.batch_size) > 100:
-    raise ValueError(f"The shipped LSTM sorter serves lists of at most 100 items; config.batch_size is "
-                     f"{config.batch_size}.")
+  train.check_requirements(config, requirements(config))
   if splits is None:
     splits = make_splits(config.data)
   train_source = splits["train"]
@@ -270,7 +274,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
 
   evaluators = train.validation_and_test(make_eval_iterator, splits, spearman_metrics)
   terms = make_loss_terms(config.loss)
-  return train.Task(model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
+  return train.Task(requirements=requirements(config), model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
                     loss_terms=terms, make_train_iterator=make_train_iterator,
                     evaluators=evaluators, schedule=make_schedule(config.loss, steps_per_epoch, tuple(terms)),
                     num_train_examples=len(train_source), steps_per_epoch=steps_per_epoch,

@@ -135,6 +135,14 @@ def ap_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray]) -> di
 # ------------------------------------------------------------------------------------------------ task
 
 
+def requirements(config: Any) -> train.Requirements:
+  """The list-wise losses rank the whole mini-batch; a learned sorter bounds its length."""
+  spec = config.loss.rank_fn if config.loss.name == "map" else ""
+  return train.Requirements(global_batch="The list-wise losses rank the whole mini-batch",
+                            max_list_length=ranks.max_list_length(spec),
+                            list_length_reason=f"the sorter {spec!r}")
+
+
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
   """The trainer :class:`~ranking_jax.train.Task` of ``config`` (see ``configs/sodeep_synthetic_ap.py``).
 
@@ -142,12 +150,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
     ValueError: ``config.loss_scope`` is not ``"global"``, or the shipped LSTM sorter would see lists longer
       than 100 (``config.batch_size > 100``).
   """
-  if config.loss_scope != "global":
-    raise ValueError(f"The list-wise losses rank the whole mini-batch: config.loss_scope must be 'global', "
-                     f"got {config.loss_scope!r}.")
-  if config.loss.name == "map" and config.loss.rank_fn == "lstm" and int(config.batch_size) > 100:
-    raise ValueError(f"The shipped LSTM sorter serves lists of at most 100 items; config.batch_size is "
-                     f"{config.batch_size}.")
+  train.check_requirements(config, requirements(config))
   if splits is None:
     splits = make_splits(config.data)
   train_source = splits["train"]
@@ -165,7 +168,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   # "train_points": the training split evaluated like the test split ("train" names the loss records).
   evaluators = {name: train.Evaluator(functools.partial(make_eval_iterator, splits[split]), ap_metrics)
                 for name, split in (("train_points", "train"), ("test", "test"))}
-  return train.Task(model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
+  return train.Task(requirements=requirements(config), model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
                     loss_terms=make_loss_terms(config.loss), make_train_iterator=make_train_iterator,
                     evaluators=evaluators, num_train_examples=len(train_source),
                     report=functools.partial(report, config), example_name="points")

@@ -1,0 +1,56 @@
+"""What a task needs from the config, declared once and checked by the trainer before any work.
+
+Listwise losses rank the whole mini-batch, so most tasks need ``config.loss_scope = "global"``; a learned
+sorter serves lists of a bounded length, so a batch-as-list task with one needs ``batch_size`` at most that
+length. A task states both as a :class:`Requirements`; :func:`check_requirements` refuses a config that
+breaks them with :class:`~ranking_jax.errors.ConfigValueError` (one usage line from the experiment mains).
+Tasks call it first thing in ``make_task`` (before their data are rendered) and
+:func:`~ranking_jax.train.train_and_evaluate` checks ``Task.requirements`` again, for hand-built tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+from ranking_jax.errors import ConfigValueError
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirements:
+  """A task's needs.
+
+  Attributes:
+    global_batch: why the loss needs the whole global batch as one list (``""``: it does not); when set,
+      ``config.loss_scope`` must be ``"global"``.
+    max_list_length: the longest list the loss's rank function serves (a learned sorter's
+      ``max_length``), or None; with ``global_batch`` the list is the global batch, so
+      ``config.batch_size`` must not exceed it.
+    list_length_reason: what bounds the list length (named in the error).
+  """
+
+  global_batch: str = ""
+  max_list_length: Optional[int] = None
+  list_length_reason: str = ""
+
+
+def check_requirements(config: Any, requirements: Optional[Requirements]) -> None:
+  """Raises :class:`ConfigValueError` when ``config`` breaks ``requirements`` (None: nothing to check).
+
+  >>> import ml_collections
+  >>> config = ml_collections.ConfigDict({"loss_scope": "device", "batch_size": 128})
+  >>> check_requirements(config, Requirements(global_batch="Kendall's tau ranks the batch"))
+  Traceback (most recent call last):
+  ...
+  ranking_jax.errors.ConfigValueError: Kendall's tau ranks the batch: config.loss_scope must be 'global', got 'device'.
+  """
+  if requirements is None:
+    return
+  if requirements.global_batch and config.get("loss_scope", "global") != "global":
+    raise ConfigValueError(f"{requirements.global_batch}: config.loss_scope must be 'global', got "
+                           f"{config.loss_scope!r}.")
+  limit = requirements.max_list_length
+  if limit is not None and int(config.batch_size) > limit:
+    reason = requirements.list_length_reason or "the rank function"
+    raise ConfigValueError(f"{reason} serves lists of at most {limit} items and the list is the global "
+                           f"batch: config.batch_size must be <= {limit}, got {config.batch_size}.")
