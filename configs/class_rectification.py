@@ -51,16 +51,9 @@ of data seed 0, 28 attributes (24 binary with imbalance 1:1.1 to 1:39, 4 multi-v
 and imbalance 1:736 to 1:1190), the ``small`` DeepID2 (conv 8-16-24-32 with batch norm, FC1 128, FC2 64 per
 attribute; 460 717 parameters), batch 128 (the paper's), 12 epochs = 372 steps, SGD momentum 0.9, weight
 decay 5e-4, lr 0.02 with a cosine decay (the paper's 1e-3 for 200 epochs is too slow for a CPU budget; a
-choice, not tuned). Measured on the 2-core CPU under load average 9-15 (six agents): 17-46 examples/s,
-so 372 steps took ~40 minutes (first step with compilation: 55 s for ``ce``, 160 s for CRL; rendering the
-7 000 scenes once ~2.5 minutes, cached by ``--config.data.cache_dir``); with one other job on the machine
-``ce`` ran at 120-150 examples/s (about 7 minutes in all).
+choice, not tuned). Timings: the project README.
 
-Results (``ranking_jax/projects/class_rectification/README.md``; test split, mean class-balanced accuracy over 28
-attributes): ``ce`` 59.3 ± 0.9 % (3 seeds); CRL variants 50.2-58.7 % (all below ``ce``; CRL(I) 57.3 ± 1.0, 2
-seeds); ``cost_sensitive`` 67.3, ``logit_adjusted`` 71.0, over/down-sampling 60.7 / 59.8 (1 seed each).
-Paper (CelebA, Table 2): DeepID2 81, CRL(I) 86; Table 4 gains of the six CRL variants 0.54-5.85 (CelebA),
-1.20-6.13 (X-Domain).
+Measured results (with the paper's beside, the seed spread and which findings hold): ``ranking_jax/projects/class_rectification/README.md``.
 """
 
 from __future__ import annotations

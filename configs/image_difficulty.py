@@ -40,11 +40,7 @@ full-width backbones (ResNet-152 for Table 2 and Figure 3), VOC 2012 + VSD split
 The paper's backbones were most likely ImageNet-pretrained: pass converted weights with
 ``--config.model.pretrained_weights=<backbone.npz>`` (format: ``ranking_jax.models.weights``); default random init.
 
-Expected results (measured, ``ranking_jax/projects/ide_ranknet/README.md``; embedded scenes at default size, one
-seed): test MSE / Kendall tau_a: mse 0.215 / 0.234, kendall 3.36 / 0.271, weighted 0.295 / 0.293,
-alternating 0.297 / 0.214 (the rank-only and weighted patterns of the paper hold; alternating does not at
-this budget). Paper (VOC, ResNet-152): mse 0.200 / 0.405, kendall 17.04 / 0.464, weighted 0.21 / 0.425,
-alternating 0.222 / 0.467.
+Measured results (with the paper's beside, the seed spread and which findings hold): ``ranking_jax/projects/ide_ranknet/README.md``.
 """
 
 from __future__ import annotations

@@ -28,10 +28,7 @@ Default size (embedded scenes, CPU): 64x64 images, 4 000 / 500 / 1 000 train / v
 16 classes (the scenes' distinct shape-colour kinds), batch 100, 12 epochs = 480 steps, WILDCAT on a
 three-stage ResNet-18 of width 16 (stride 16: a 4x4 map), M = 4 maps per class, k+ = k- = 0.2 (3 of 16
 regions), alpha = 0.7; Adam lr 2e-3 (random init, not tuned), /10 at epoch 9. The eq. 7 weight is 1.
-Measured (``ranking_jax/projects/sodeep/results_map.md``; default schedule, 3 seeds; 193 s for the LSTM-sorter variant on
-the idle 2-core CPU): test mAP VOC07 11-point / exact: soft_margin 32.31 ± 0.33 / 30.69 ± 0.36,
-soft_margin_map_lstm 31.50 ± 0.58 / 29.47 ± 0.48, soft_margin_map_soft_ranks 31.85 ± 0.52 / 30.20 ± 0.65
-(16 kinds, chance 9.3). Paper (VOC 2007, ResNet-101): 93.2 and 94.0.
+Measured results (with the paper's beside, the seed spread and which findings hold): ``ranking_jax/projects/sodeep/README.md``.
 """
 
 from __future__ import annotations

@@ -32,10 +32,7 @@ five captions each, batch 100 (one caption per image per step), 10 epochs = 400 
 8 image path, 64-d word embeddings, a 128-d GRU, a 128-d joint space; Adam lr 2e-3 (random init; not tuned),
 /10 at epoch 8. Test: 5 folds of 200 images (the paper's 5 x 1 000 of 5 000, scaled).
 
-Measured (``ranking_jax/projects/sodeep/results_recall.md``; default schedule, 3 seeds): caption / image R@1 %:
-triplet_hard 1.8 ± 0.6 / 1.4 ± 0.2 (collapses from random init), triplet_hard_warmup 7.6 ± 0.9 / 5.2 ± 1.3,
-recall_lstm 11.2 ± 7.7 / 10.4 ± 5.9, recall_soft_ranks 15.8 ± 3.0 / 11.5 ± 2.3. Paper (COCO 5 x 1k):
-69.8 / 55.9 (triplet) and 71.5 / 56.2 (+ SoDeep loss).
+Measured results (with the paper's beside, the seed spread and which findings hold): ``ranking_jax/projects/sodeep/README.md``.
 """
 
 from __future__ import annotations

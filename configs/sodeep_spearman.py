@@ -37,10 +37,7 @@ frozen stage only fits the MLP to random features; pass converted ImageNet weigh
 ``--config.model.pretrained_weights=<backbone.npz>`` for the paper's set-up.
 ``,lamem`` / ``,mediaeval``: ResNet-34 at 224x224, hidden 256, batch 100, 30 epochs (15 frozen).
 
-Measured (``ranking_jax/projects/sodeep/results_spearman.md``; embedded scenes, default size, seed 0; ~6 min per variant on the
-2-core CPU under heavy load, plus ~8 min to render the scenes once): test Spearman rho mse 0.308,
-spearman_lstm 0.326, spearman_handcrafted 0.313, spearman_soft_ranks 0.466 (test SE ~0.011). Paper (x100,
-MediaEval): LSTM 49.4, CNN 46.6, handcrafted 45.7, L1 46.2; Table 2 MSE 44.2 (R34) / 48.6 (Sem-Emb).
+Measured results (with the paper's beside, the seed spread and which findings hold): ``ranking_jax/projects/sodeep/README.md``.
 """
 
 import ml_collections

@@ -29,10 +29,7 @@ lists of <= 100, and every list-wise loss ranks one mini-batch), 100 steps per e
 changes it), Adam with the learning rate picked per loss by training AP (:data:`LEARNING_RATES`), constant.
 Evaluated every epoch on the training and test points.
 
-Measured (``ranking_jax/projects/sodeep/README.md``; final test AP after 10 epochs, mean ± std over seeds 0-2):
-cross_entropy 0.905 ± 0.006, hinge_ap 0.903 ± 0.002, map_handcrafted 0.897 ± 0.003, map_soft_ranks 0.884 ±
-0.009, map_lstm 0.874 ± 0.019. Five losses of one seed: 15.5 min under load 15-20, 4.5 min under load ~13
-(compilation dominates: 10-130 s per run).
+Measured results (with the paper's beside, the seed spread and which findings hold): ``ranking_jax/projects/sodeep/README.md``.
 """
 
 import ml_collections

@@ -31,18 +31,9 @@ Variants (``get_config(arg)``):
 
 Expected result: the run prints the L1 it reached on 10 000 test vectors of each mixture beside the
 paper's Table 1 (handcrafted 0.0350, CNN 0.0120, LSTM 0.0033); the measured figures of the shipped
-sorters are in the README and in ``ranking_jax/sorters/pretrained/<name>.json``.
+sorters are in ``ranking_jax/sorters/README.md`` and ``ranking_jax/sorters/pretrained/<name>.json``.
 
-Measured here (2026-11-26; each run on one core with ``taskset``, another job on the other core):
-
-* ``lstm`` (the default, main command): 1 500 steps, 8.3 min wall in all (7.2 min for the README's set-up
-  command 1 on a fresh clone with both cores, install included); L1 authors' mixture 0.0195,
-  paper mixture 0.0240 (handcrafted lambda=10: 0.0352 / 0.0283), L1 at d=10 0.0466, d=50 0.0231, one-step
-  Spearman gain 0.264, 435 pairs/s, forward+backward 56 ms at batch 32.
-* ``lstm_long``: see ``ranking_jax/sorters/pretrained/lstm_h64_d100.json`` and the README.
-* ``cnn`` with ``--config.max_train_seconds=1800``: 6 577 steps, L1 authors' mixture 0.0425, paper mixture
-  0.0478, gain 0.241, 477 pairs/s, forward+backward 26.6 ms. Worse than the handcrafted sorter and 4.6 MB
-  of weights: not shipped.
+Measured results of every variant: ``ranking_jax/sorters/README.md``.
 """
 
 import ml_collections
