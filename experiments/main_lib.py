@@ -146,9 +146,36 @@ def check_command_line(argv: Sequence[str]) -> tuple[list[str], dict[str, None]]
   return [a for i, a in enumerate(argv) if i not in drop], set_none
 
 
+def print_help(argv: Sequence[str]) -> None:
+  """The main's docstring, the common flags and, with ``--config=...``, every config key and its value."""
+  main_doc = (sys.modules["__main__"].__doc__ or "").strip()
+  print(main_doc + "\n" if main_doc else "", end="")
+  print("\nFlags: --config=configs/<experiment>.py[:<variant>[,<modifier>...]] --workdir=DIR "
+        "[--config.<key>=<value> ...] (--helpfull: every absl flag).")
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if spec is None:
+    print("Add --config=configs/<experiment>.py[:<variant>] to --help to list that config's keys.")
+    return
+  try:
+    config = _load_config_file(spec)
+  except UsageError as error:
+    print(f"(cannot list the keys: {error})")
+    return
+  print(f"\nConfig keys of {spec} (override with --config.<key>=<value>):")
+  for key in _leaf_keys(config):
+    value = config
+    for part in key.split("."):
+      value = value[part]
+    if not (hasattr(value, "keys") and not isinstance(value, dict)):
+      print(f"  {key} = {value!r}")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl ``flags_parser``: checks the overrides, parses the flags, turns every error into a usage line."""
   program = os.path.basename(argv[0]) if argv else "experiment"
+  if any(arg in ("--help", "-h", "--helpshort", "-?") for arg in argv[1:]):
+    print_help(argv)
+    sys.exit(0)
   try:
     argv, set_none = check_command_line(argv)
     try:

@@ -35,7 +35,8 @@ def summary_rows(runs: list[dict]) -> list[dict]:
                 else sodeep_spearman.CNN_NOTE if variant == "spearman_cnn" else "not run"),
         "seeds": ", ".join(str(r["seed"]) for r in reports) or "-",
         "steps": reports[0]["steps"] if reports else None,
-        "paper": None if paper is None else paper[0], "paper_row": None if paper is None else paper[1]})
+        "paper": None if paper is None else paper[0] / 100.0,  # the paper prints rho x 100
+        "paper_row": None if paper is None else paper[1]})
   return rows
 
 
@@ -43,7 +44,7 @@ def make_tables(runs: list[dict], out: str = "") -> str:
   """The markdown table of ``runs``; with ``out``, also ``<out>/sodeep_spearman_validation_rho.png``."""
   columns = (reporting.Column("variant"), reporting.Column("rho", "test Spearman rho (mean ± std)"),
              reporting.Column("seeds"), reporting.Column("steps"),
-             reporting.Column("paper", "paper rho x100 (the paper's unit)", ".1f"),
+             reporting.Column("paper", "paper rho", ".3f"),
              reporting.Column("paper_row", "paper row"))
   text = reporting.markdown_table(summary_rows(runs), columns)
   if out:

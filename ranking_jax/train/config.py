@@ -30,6 +30,12 @@ class StepPlan:
   eval_every: int
   checkpoint_every: int
 
+  def describe(self) -> str:
+    """One line for the progress log, e.g. ``30 steps (10 per epoch); log every 5, eval every 10, ..."""
+    every = lambda n: f"every {n}" if n else "at the end"
+    return (f"{self.total_steps} steps ({self.steps_per_epoch} per epoch); log every {self.log_every}, "
+            f"evaluate {every(self.eval_every)}, checkpoint {every(self.checkpoint_every)}")
+
 
 def steps_per_epoch(num_train_examples: Optional[int], batch_size: int) -> int:
   """``num_train_examples // batch_size`` (>= 1), or 1 when the dataset size is unknown."""

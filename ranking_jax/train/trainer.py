@@ -382,7 +382,7 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   writer.discard_after(start_step, evaluations_at_step=start_step < plan.total_steps)
   num_params = state_lib.count_params(state.params["model"])
   writer.log(f"{num_params:,} model parameters; {jax.device_count()} devices on {process_count} "
-             f"process(es); {plan}")
+             f"process(es); {plan.describe()}")
   if restored_step is not None:
     writer.log(f"Resumed from the checkpoint of step {restored_step}.")
 

@@ -560,8 +560,9 @@ def report(config: Any, data: SketchData, result: train.TrainResult, workdir: st
                            f"{results_table([row], category)}\n\nPaper figures are QMUL-{category}; embedded "
                            "data is a different benchmark (compare patterns, not values).\n")
   paper = paper_figures(variant, category)
-  print(f"test ({variant}, {data_name}): acc@1 {row['acc_at_1']:.4f}, acc@10 {row['acc_at_10']:.4f}, "
-        f"triplet acc {row['triplet_accuracy']:.4f}"
+  # One unit on the line: percent for ours and for the paper's figures.
+  print(f"test ({variant}, {data_name}): acc@1 / acc@10 / triplet acc {100 * row['acc_at_1']:.2f} / "
+        f"{100 * row['acc_at_10']:.2f} / {100 * row['triplet_accuracy']:.2f} %"
         + (f" | paper ({paper['paper_row']}): {paper['paper_acc_at_1']} / {paper['paper_acc_at_10']} / "
            f"{paper['paper_triplet_accuracy']} %" if paper else "") + incomplete, flush=True)
   return {**row, "example_ranks": ranks, "category": category, "paper": paper}

@@ -322,7 +322,7 @@ def report(config: Any, result: train.TrainResult, workdir: str) -> dict[str, An
       + reporting.markdown_table(class_rows, (reporting.Column("class"),
                                               reporting.Column("ap", "AP %", ".2f"))) + "\n"))
   paper = PAPER_RESULTS.get(variant)
-  print(f"test ({variant}): mAP VOC07 {100 * row['map_voc07']:.2f}, exact {100 * row['map']:.2f}"
-        + (f" | paper: {paper[0]} ({paper[1]})" if paper else "") + incomplete, flush=True)
+  print(f"test ({variant}): mAP VOC07 {100 * row['map_voc07']:.2f} %, exact {100 * row['map']:.2f} %"
+        + (f" | paper: mAP {paper[0]} % ({paper[1]})" if paper else "") + incomplete, flush=True)
   return {**row, "per_class_ap": {name: float(ap) for name, ap in zip(names, per_class)},
           "paper": None if paper is None else {"map": paper[0], "row": paper[1]}}

@@ -318,7 +318,7 @@ def plot_validation_curves(curves: Mapping[str, Sequence[tuple[np.ndarray, np.nd
 
 _COLUMNS = (reporting.Column("variant"), reporting.Column("data"), reporting.Column("seed"),
             reporting.Column("steps"), reporting.Column("spearman_rho", "test Spearman rho"),
-            reporting.Column("paper_rho", "paper rho x100", ".1f"),
+            reporting.Column("paper_rho", "paper rho", ".3f"),
             reporting.Column("paper_row", "paper row"))
 
 
@@ -326,12 +326,13 @@ def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
   """Markdown table of measured rows with the paper's figure beside each (by ``variant``).
 
   >>> print(results_table([{"variant": "l1", "spearman_rho": 0.4}]).splitlines()[2])
-  | l1 | - | - | - | 0.4000 | 46.2 | §4.2.1 sorter comparison (L1 loss) |
+  | l1 | - | - | - | 0.4000 | 0.462 | §4.2.1 sorter comparison (L1 loss) |
   """
   full = []
   for row in rows:
     paper = PAPER_RESULTS.get(str(row["variant"]))
-    full.append({**row, **({"paper_rho": paper[0], "paper_row": paper[1]} if paper else {})})
+    # The paper prints rho x 100; one unit per table: rho.
+    full.append({**row, **({"paper_rho": paper[0] / 100.0, "paper_row": paper[1]} if paper else {})})
   return reporting.markdown_table(full, _COLUMNS)
 
 
@@ -347,5 +348,5 @@ def report(config: Any, result: train.TrainResult, workdir: str) -> dict[str, An
   reporting.write_markdown(workdir, f"# SoDeep Spearman, {variant}{incomplete}\n\n{results_table([row])}\n")
   paper = PAPER_RESULTS.get(variant)
   print(f"test ({variant}, seed {config.seed}): Spearman rho {row['spearman_rho']:.4f}"
-        + (f" | paper: {paper[0]} ({paper[1]})" if paper else "") + incomplete, flush=True)
+        + (f" | paper: rho {paper[0] / 100:.3f} ({paper[1]})" if paper else "") + incomplete, flush=True)
   return {**row, "validation_steps": [int(s) for s in steps], "validation_rho": [float(v) for v in values]}
