@@ -103,7 +103,7 @@ def test_summary_table_and_plot_aggregate_runs(smoke_runs, tmp_path):
           {"report": {"variant": "a", "test_ap": 0.9, "train_ap": 0.95, "seed": 1}},
           {"report": {"variant": "b", "test_ap": 0.95, "train_ap": 0.97, "seed": 0}}]
   lines = task_lib.summary_table(runs).splitlines()
-  assert lines[2].startswith("| b | 0.9500 ± 0.0000 (1 seeds)") and "0.8500 ± 0.0707 (2 seeds)" in lines[3]
+  assert lines[2].startswith("| b | 0.9500 (1 seed) |") and "0.8500 ± 0.0707 (2 seeds)" in lines[3]
   _, workdir = smoke_runs["hinge_ap"]
   steps, values = task_lib.read_curve(str(workdir))
   assert steps.tolist() == [2, 4] and np.all((values > 0) & (values <= 1))
