@@ -74,6 +74,10 @@ def standardize(scores: Array, mask: Array) -> Array:
   overflow or underflow (scaling by a power of two is exact, so ``standardize(2**k * s) ==
   standardize(s)`` bit for bit). Only an all-equal list (a constant, one element, or none) has no
   spread: it maps to 0, the tie value, with zero gradient (the z-scores are discontinuous there).
+  "All-equal" means equal in the compute dtype (float32 or float64, after conversion): the list is
+  centred on one of its own items before the mean is taken, so a constant list has deviations of exactly
+  0 whatever its value, length or summation order. Two items one ulp apart are not equal: such a list
+  is standardised like any other (to about +-1, with gradients of order ``1 / spread``).
 
   Gradients are exact: the two power-of-two scales are constants for autodiff, which is correct because
   the z-scores do not depend on them.
@@ -97,6 +101,11 @@ def standardize(scores: Array, mask: Array) -> Array:
   safe = jnp.where(mask, scores, jnp.zeros_like(scores))
   # Divide by 2**e ~ max |s| first, so that the sum of up to n items of magnitude < 2 cannot overflow.
   safe = _divide_by_power_of_two(safe, jnp.max(jnp.abs(safe), axis=-1, keepdims=True, initial=0.0))
+  # Centre on one valid item first (the largest): an all-equal list becomes exactly 0, whereas its rounded
+  # mean can differ from the common value by an ulp, a residue the scaling below would blow up to +-1.
+  # Exact for items within a factor 2 of the reference (Sterbenz), so it also costs no precision.
+  reference = jax.lax.stop_gradient(jnp.max(jnp.where(mask, safe, -jnp.inf), axis=-1, keepdims=True))
+  safe = jnp.where(mask, safe - jnp.where(jnp.isfinite(reference), reference, 0.0), 0.0)
   count = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1).astype(scores.dtype)
   mean = jnp.sum(safe, axis=-1, keepdims=True) / count
   centred = jnp.where(mask, safe - mean, 0.0)
