@@ -104,7 +104,8 @@ def standardize(scores: Array, mask: Array) -> Array:
   # Centre on one valid item first (the largest): an all-equal list becomes exactly 0, whereas its rounded
   # mean can differ from the common value by an ulp, a residue the scaling below would blow up to +-1.
   # Exact for items within a factor 2 of the reference (Sterbenz), so it also costs no precision.
-  reference = jax.lax.stop_gradient(jnp.max(jnp.where(mask, safe, -jnp.inf), axis=-1, keepdims=True))
+  reference = jax.lax.stop_gradient(jnp.max(jnp.where(mask, safe, -jnp.inf), axis=-1, keepdims=True,
+                                            initial=-jnp.inf))
   safe = jnp.where(mask, safe - jnp.where(jnp.isfinite(reference), reference, 0.0), 0.0)
   count = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1).astype(scores.dtype)
   mean = jnp.sum(safe, axis=-1, keepdims=True) / count
