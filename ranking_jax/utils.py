@@ -12,7 +12,8 @@ before anything is summed or ranked, and integers are never negated in their own
 
 Non-finite scores (NaN, +-inf) at valid positions are treated as masked: the loss stays finite and the
 offending items receive zero gradient. Use :func:`jax.experimental.checkify` around the loss if you prefer
-an error.
+an error. Finite inputs too large for a loss's terms are clipped (:func:`clip_magnitude`), so every finite
+input gives a finite loss and finite gradients.
 """
 
 from __future__ import annotations
@@ -56,6 +57,28 @@ def valid_mask(scores: Array, where: Optional[Array] = None) -> Array:
       raise TypeError(f"`where` must be boolean, got dtype {where.dtype}.")
     mask = mask & jnp.broadcast_to(where, scores.shape)
   return mask
+
+
+def magnitude_bound(dtype) -> float:
+  """The largest magnitude a loss lets a score, label, logit, feature or distance have: ``2**(e/2 - 16)``.
+
+  ``e`` is the dtype's maximal exponent: 2**48 (2.8e14) for float32 (hence for bfloat16/float16/integer
+  inputs), 2**496 for float64. Differences of two such values, their squares (2**98) and sums of up to
+  2**29 squares stay finite, so no loss can overflow to inf (and then NaN, as inf - inf or 0 * inf).
+  """
+  return 2.0 ** (jnp.finfo(float_dtype(dtype)).maxexp // 2 - 16)
+
+
+def clip_magnitude(x: Array) -> Array:
+  """``x`` clipped to ``+-magnitude_bound``: how every loss (but the rank-based ones) saturates.
+
+  A finite input beyond the bound counts as the bound, with zero gradient; below it nothing changes. At
+  that magnitude float32 resolves steps of 2**25 only, so a margin or a unit-scale term is meaningless
+  there anyway. The rank-based losses (Spearman, mAP, recall, Kendall) do not clip: ranks are defined at
+  any magnitude and their terms are bounded.
+  """
+  bound = magnitude_bound(x.dtype)
+  return jnp.clip(x, -bound, bound)
 
 
 def sanitize(x: Array, mask: Array, fill: float = 0.0) -> Array:

@@ -356,6 +356,59 @@ def test_zero_size_axes_give_the_fully_masked_value(name, shape):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Extreme finite inputs (issue 29, item 9): values up to the float32 (bfloat16) maximum, mixed with
+# ordinary ones, in every float input (scores, float labels, features, logits, distances) give finite
+# values and finite gradients: differences, squares and sums used to overflow to inf, then NaN (inf - inf,
+# 0 * inf). Losses saturate at utils.magnitude_bound instead (README, "Non-finite inputs").
+
+EXTREME_SPECS = {**LOSS_SPECS, **{spec.name: spec for spec in (
+    _class_rectification(kind, level) for kind in ("relative", "absolute", "distribution")
+    for level in ("class", "instance")) if spec.name not in LOSS_SPECS}}
+_EXTREMES = np.array([3.4028235e38, 3e38, 1e38, 1e30, 2.0 ** 60, 1e15, 1.0, 0.5, 0.0, 1e-30], np.float32)
+
+
+def _extreme(rng, x, dtype):
+  """``x``'s shape, each entry an extreme or ordinary value of random sign, representable in ``dtype``."""
+  values = rng.choice(_EXTREMES, size=np.shape(x)) * rng.choice([-1.0, 1.0], size=np.shape(x))
+  top = float(jnp.finfo(dtype).max)
+  return jnp.asarray(np.clip(values, -top, top).astype(np.float32), dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _extreme_program(name: str):
+  spec = EXTREME_SPECS[name]
+  fn = lambda args, static, where: spec.call(args, static, where, jnp.mean)
+  # float32 and bfloat16 inputs in one compilation.
+  return jit(lambda a32, s32, a16, s16, where: (jax.value_and_grad(fn)(a32, s32, where),
+                                                jax.value_and_grad(fn)(a16, s16, where)))
+
+
+@pytest.mark.parametrize("name", sorted(EXTREME_SPECS))
+def test_losses_are_finite_for_extreme_finite_inputs(name):
+  spec = EXTREME_SPECS[name]
+  args, static = spec.make(np.random.default_rng(0), (2, N))
+  program = _extreme_program(name)
+  where = np.ones((2, N), bool)
+
+  @hypothesis.settings(max_examples=6, deadline=None, derandomize=True)
+  @hypothesis.given(st.integers(0, 2 ** 32 - 1))
+  def check(seed):
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for dtype in (jnp.float32, jnp.bfloat16):
+      # Float labels (not 0/1 relevance, not class ids or boolean masks) take extreme values too.
+      extreme_static = {k: _extreme(rng, v, dtype) if v.dtype == np.float32 and np.any((v != 0) & (v != 1))
+                        else v for k, v in static.items()}
+      inputs[dtype] = (tuple(_extreme(rng, a, dtype) for a in args), extreme_static)
+    (v32, g32), (v16, g16) = jax.device_get(program(*inputs[jnp.float32], *inputs[jnp.bfloat16], where))
+    for what, tree in (("float32 value", v32), ("float32 gradient", g32), ("bfloat16 value", v16),
+                       ("bfloat16 gradient", g16)):
+      _assert_finite(tree, f"{name}: {what} not finite for extreme finite inputs (seed {seed})")
+
+  check()
+
+
+# ----------------------------------------------------------------------------------------------------------
 # float64 finite differences on a tiny input (central differences along random directions).
 
 
