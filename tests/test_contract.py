@@ -408,6 +408,23 @@ def test_losses_are_finite_for_extreme_finite_inputs(name):
   check()
 
 
+@pytest.mark.parametrize("name", sorted(EXTREME_SPECS))
+def test_losses_are_finite_for_extreme_finite_float64_inputs(name):
+  """The same in float64 (bound 2**496), up to the float64 maximum, on one draw."""
+  spec = EXTREME_SPECS[name]
+  with jax.enable_x64(True):
+    args, static = spec.make(np.random.default_rng(0), (2, N))
+    rng = np.random.default_rng(1)
+    pool = np.array([np.finfo(np.float64).max, 1e300, 1e200, 1e30, 1.0, 0.0])
+    draw = lambda x: jnp.asarray(rng.choice(pool, size=np.shape(x)) * rng.choice([-1.0, 1.0], np.shape(x)))
+    args = tuple(draw(a) for a in args)
+    static = {k: draw(v) if v.dtype == np.float32 and np.any((v != 0) & (v != 1)) else v
+              for k, v in static.items()}
+    value, grads = jit(jax.value_and_grad(lambda a: spec.call(a, static, np.ones((2, N), bool), jnp.mean)))(args)
+    assert value.dtype == jnp.float64
+    _assert_finite((value, grads), f"{name}: float64 value or gradient not finite")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # float64 finite differences on a tiny input (central differences along random directions).
 
