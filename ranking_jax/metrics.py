@@ -21,7 +21,9 @@ Conventions shared by the ranking metrics:
   ``0.0`` here, where ``scipy.stats`` returns NaN.
 * **Dtypes**: bool, integer and floating scores (bfloat16 ``jax.Array`` included) are accepted; integers
   are ordered exactly in their own dtype (never negated, which wraps unsigned types, nor cast to float64,
-  which rounds beyond 2**53). Results are Python floats or float64 arrays.
+  which rounds beyond 2**53). Relevance and labels take the same dtypes: 0/1 numbers (bfloat16 included)
+  for relevance, whole numbers for class values and indices (``_to_numpy`` converts every input, so a
+  bfloat16 array is never refused for its dtype). Results are Python floats or float64 arrays.
 * **Zero-size inputs** raise a ``ValueError`` naming what is missing wherever no value is defined (no item,
   no query, fewer than 2 observations, no triplet, no annotated sample); where a value is defined it is
   returned (e.g. ``average_precision`` of zero lists is an empty array).
@@ -45,11 +47,21 @@ _TIES = ("pessimistic", "optimistic")
 # Input checks.
 
 
-def _as_numeric(name: str, x: ArrayLike, *, allow_nan: bool = False) -> np.ndarray:
-  """``x`` as a numpy array of booleans, integers or floats; raises on other dtypes and on NaN."""
+def _to_numpy(x: ArrayLike) -> np.ndarray:
+  """``x`` (numpy array, sequence, ``jax.Array``) as a numpy array; every input of a metric goes through it.
+
+  ml_dtypes floats (bfloat16, float8, ...: what ``np.asarray`` makes of a bfloat16 ``jax.Array``) are not
+  numpy floats (their dtype kind is ``"V"``) and become float32, which holds each of their values exactly.
+  """
   array = np.asarray(x)
   if array.dtype.kind == "V" and array.dtype.name.startswith(("bfloat16", "float8", "float6", "float4")):
-    array = array.astype(np.float32)  # ml_dtypes floats (e.g. a bfloat16 jax.Array): exact in float32
+    array = array.astype(np.float32)
+  return array
+
+
+def _as_numeric(name: str, x: ArrayLike, *, allow_nan: bool = False) -> np.ndarray:
+  """``x`` as a numpy array of booleans, integers or floats; raises on other dtypes and on NaN."""
+  array = _to_numpy(x)
   if array.dtype.kind not in "biuf":
     raise TypeError(f"`{name}` must hold real numbers (bool, int or float), got dtype {array.dtype}.")
   if not allow_nan and array.dtype.kind == "f" and np.isnan(array).any():
@@ -58,8 +70,8 @@ def _as_numeric(name: str, x: ArrayLike, *, allow_nan: bool = False) -> np.ndarr
 
 
 def _as_bool(name: str, x: ArrayLike) -> np.ndarray:
-  """``x`` as a boolean array; integer or float arrays must hold only 0 and 1."""
-  array = np.asarray(x)
+  """``x`` as a boolean array; integer or float arrays (bfloat16 included) must hold only 0 and 1."""
+  array = _to_numpy(x)
   if array.dtype == np.bool_:
     return array
   if array.dtype.kind not in "iuf":
@@ -67,6 +79,27 @@ def _as_bool(name: str, x: ArrayLike) -> np.ndarray:
   if not np.isin(array, (0, 1)).all():
     raise ValueError(f"`{name}` must be boolean or hold only 0 and 1.")
   return array.astype(bool)
+
+
+def _as_whole_numbers(name: str, x: ArrayLike, *, allow_bool: bool, hint: str = "") -> np.ndarray:
+  """``x`` as an integer (or boolean) array: class values or indices.
+
+  Floating inputs (bfloat16 included) are accepted when every value is a whole number (exact in float64,
+  so at most 2**53 in magnitude) and converted to int64; other values raise a ValueError (``hint`` says
+  what to do instead), other dtypes a TypeError.
+  """
+  array = _to_numpy(x)
+  if array.dtype.kind == "f":
+    values = array.astype(np.float64)
+    whole = np.isfinite(values) & (np.abs(values) <= 2.0 ** 53)
+    whole[whole] = values[whole] == np.round(values[whole])
+    if not whole.all():
+      raise ValueError(f"`{name}` must hold whole numbers{hint}, got non-integer values.")
+    return values.astype(np.int64)
+  if array.dtype.kind not in ("biu" if allow_bool else "iu"):
+    raise TypeError(f"`{name}` must hold {'int or bool' if allow_bool else 'int'} values{hint}, got dtype "
+                    f"{array.dtype}.")
+  return array
 
 
 def _decreasing_order(scores: np.ndarray) -> np.ndarray:
@@ -615,7 +648,7 @@ def retrieval_accuracy_at_k(scores: ArrayLike, k: KSpec, *, true_match: Optional
       raise ValueError(f"Without `true_match` photo i matches sketch i, so `scores` needs at least as many "
                        f"photos as sketches; got shape {scores.shape}.")
     true_match = np.arange(num_queries)
-  true_match = np.asarray(true_match)
+  true_match = _as_whole_numbers("true_match", true_match, allow_bool=False)
   if true_match.shape != (num_queries,) or true_match.dtype.kind not in "iu":
     raise ValueError(f"`true_match` must be an int array of shape ({num_queries},), got "
                      f"{true_match.dtype} {true_match.shape}.")
@@ -649,7 +682,7 @@ def triplet_accuracy(distances: ArrayLike, triplets: ArrayLike) -> float:
   """
   distances = _as_numeric("distances", distances)
   _check_ndim("distances", distances, 2, "sketches x photos")
-  triplets = np.asarray(triplets)
+  triplets = _as_whole_numbers("triplets", triplets, allow_bool=False)
   if triplets.ndim != 2 or triplets.shape[1] != 3 or triplets.dtype.kind not in "iu":
     raise ValueError(f"`triplets` must be an int array of shape [num_triplets, 3] (sketch, positive, "
                      f"negative), got {triplets.dtype} {triplets.shape}.")
@@ -685,8 +718,9 @@ def class_balanced_accuracy(predictions: ArrayLike, labels: ArrayLike, *, where:
 
   Args:
     predictions: int or bool array ``[n]`` (one attribute) or ``[n, n_attr]``: predicted class values
-      (e.g. ``logits.argmax(-1)`` per attribute, or ``probability > 0.5`` for binary ones).
-    labels: int or bool array of the same shape: true class values.
+      (e.g. ``logits.argmax(-1)`` per attribute, or ``probability > 0.5`` for binary ones); a float array
+      (bfloat16 included) is accepted if it holds whole numbers only.
+    labels: int, bool or whole-number float array of the same shape: true class values.
     where: optional boolean array of the same shape marking the annotated entries (e.g. X-Domain images
       carry at most 9 of their attributes); other entries are ignored.
     per_attribute: return the per-attribute accuracies ``[n_attr]`` instead of their mean.
@@ -696,26 +730,25 @@ def class_balanced_accuracy(predictions: ArrayLike, labels: ArrayLike, *, where:
     annotated sample is skipped in the mean (NaN in the per-attribute array).
 
   Raises:
-    ValueError: on mismatched shapes, or if no attribute has an annotated sample.
+    TypeError: if ``predictions`` or ``labels`` are not numbers, or ``where`` is not boolean.
+    ValueError: on mismatched shapes, float class values that are not whole numbers, or if no attribute
+      has an annotated sample.
 
   >>> labels = [[1, 0], [1, 2], [0, 2], [1, 1]]
   >>> predictions = [[1, 0], [1, 2], [1, 1], [0, 1]]
   >>> class_balanced_accuracy(predictions, labels, per_attribute=True)  # (2/3 + 0)/2, (1 + 1 + 1/2)/3
   array([0.333..., 0.833...])
   """
-  predictions = np.asarray(predictions)
-  labels = np.asarray(labels)
-  for name, array in (("predictions", predictions), ("labels", labels)):
-    if array.dtype.kind not in "biu":
-      raise TypeError(f"`{name}` must hold class values (int or bool), got dtype {array.dtype}; take the "
-                      f"argmax / threshold of scores first.")
+  hint = " (class values; take the argmax / threshold of scores first)"
+  predictions = _as_whole_numbers("predictions", predictions, allow_bool=True, hint=hint)
+  labels = _as_whole_numbers("labels", labels, allow_bool=True, hint=hint)
   _check_same_shape("predictions", predictions, "labels", labels)
   if labels.ndim not in (1, 2):
     raise ValueError(f"`labels` must be [n] or [n, n_attr], got shape {labels.shape}.")
   if where is None:
     mask = np.ones(labels.shape, dtype=bool)
   else:
-    mask = np.asarray(where)
+    mask = _to_numpy(where)
     if mask.dtype != np.bool_:
       raise TypeError(f"`where` must be boolean, got dtype {mask.dtype}.")
     _check_same_shape("where", mask, "labels", labels)

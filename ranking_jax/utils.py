@@ -12,7 +12,8 @@ before anything is summed or ranked, and integers are never negated in their own
 
 Non-finite scores (NaN, +-inf) at valid positions are treated as masked: the loss stays finite and the
 offending items receive zero gradient. Use :func:`jax.experimental.checkify` around the loss if you prefer
-an error.
+an error. Finite inputs too large for a loss's terms are clipped (:func:`clip_magnitude`), so every finite
+input gives a finite loss and finite gradients.
 """
 
 from __future__ import annotations
@@ -58,6 +59,28 @@ def valid_mask(scores: Array, where: Optional[Array] = None) -> Array:
   return mask
 
 
+def magnitude_bound(dtype) -> float:
+  """The largest magnitude a loss lets a score, label, logit, feature or distance have: ``2**(e/2 - 16)``.
+
+  ``e`` is the dtype's maximal exponent: 2**48 (2.8e14) for float32 (hence for bfloat16/float16/integer
+  inputs), 2**496 for float64. Differences of two such values, their squares (2**98) and sums of up to
+  2**29 squares stay finite, so no loss can overflow to inf (and then NaN, as inf - inf or 0 * inf).
+  """
+  return 2.0 ** (jnp.finfo(float_dtype(dtype)).maxexp // 2 - 16)
+
+
+def clip_magnitude(x: Array) -> Array:
+  """``x`` clipped to ``+-magnitude_bound``: how every loss (but the rank-based ones) saturates.
+
+  A finite input beyond the bound counts as the bound, with zero gradient; below it nothing changes. At
+  that magnitude float32 resolves steps of 2**25 only, so a margin or a unit-scale term is meaningless
+  there anyway. The rank-based losses (Spearman, mAP, recall, Kendall) do not clip: ranks are defined at
+  any magnitude and their terms are bounded.
+  """
+  bound = magnitude_bound(x.dtype)
+  return jnp.clip(x, -bound, bound)
+
+
 def sanitize(x: Array, mask: Array, fill: float = 0.0) -> Array:
   """Replaces masked entries by ``fill`` so that NaN/inf there cannot reach values or gradients."""
   return jnp.where(mask, x, jnp.asarray(fill, x.dtype))
@@ -74,6 +97,10 @@ def standardize(scores: Array, mask: Array) -> Array:
   overflow or underflow (scaling by a power of two is exact, so ``standardize(2**k * s) ==
   standardize(s)`` bit for bit). Only an all-equal list (a constant, one element, or none) has no
   spread: it maps to 0, the tie value, with zero gradient (the z-scores are discontinuous there).
+  "All-equal" means equal in the compute dtype (float32 or float64, after conversion): the list is
+  centred on one of its own items before the mean is taken, so a constant list has deviations of exactly
+  0 whatever its value, length or summation order. Two items one ulp apart are not equal: such a list
+  is standardised like any other (to about +-1, with gradients of order ``1 / spread``).
 
   Gradients are exact: the two power-of-two scales are constants for autodiff, which is correct because
   the z-scores do not depend on them.
@@ -97,6 +124,12 @@ def standardize(scores: Array, mask: Array) -> Array:
   safe = jnp.where(mask, scores, jnp.zeros_like(scores))
   # Divide by 2**e ~ max |s| first, so that the sum of up to n items of magnitude < 2 cannot overflow.
   safe = _divide_by_power_of_two(safe, jnp.max(jnp.abs(safe), axis=-1, keepdims=True, initial=0.0))
+  # Centre on one valid item first (the largest): an all-equal list becomes exactly 0, whereas its rounded
+  # mean can differ from the common value by an ulp, a residue the scaling below would blow up to +-1.
+  # Exact for items within a factor 2 of the reference (Sterbenz), so it also costs no precision.
+  reference = jax.lax.stop_gradient(jnp.max(jnp.where(mask, safe, -jnp.inf), axis=-1, keepdims=True,
+                                            initial=-jnp.inf))
+  safe = jnp.where(mask, safe - jnp.where(jnp.isfinite(reference), reference, 0.0), 0.0)
   count = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1).astype(scores.dtype)
   mean = jnp.sum(safe, axis=-1, keepdims=True) / count
   centred = jnp.where(mask, safe - mean, 0.0)

@@ -30,9 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 
 from ranking_jax import losses
 from ranking_jax import ranks
+from ranking_jax import sorters
 from ranking_jax import utils
 
 L, N = 4, 5  # lists per batch and items per list of the main case
@@ -354,6 +356,76 @@ def test_zero_size_axes_give_the_fully_masked_value(name, shape):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Extreme finite inputs (issue 29, item 9): values up to the float32 (bfloat16) maximum, mixed with
+# ordinary ones, in every float input (scores, float labels, features, logits, distances) give finite
+# values and finite gradients: differences, squares and sums used to overflow to inf, then NaN (inf - inf,
+# 0 * inf). Losses saturate at utils.magnitude_bound instead (README, "Non-finite inputs").
+
+EXTREME_SPECS = {**LOSS_SPECS, **{spec.name: spec for spec in (
+    _class_rectification(kind, level) for kind in ("relative", "absolute", "distribution")
+    for level in ("class", "instance")) if spec.name not in LOSS_SPECS}}
+_EXTREMES = np.array([3.4028235e38, 3e38, 1e38, 1e30, 2.0 ** 60, 1e15, 1.0, 0.5, 0.0, 1e-30], np.float32)
+
+
+def _extreme(rng, x, dtype):
+  """``x``'s shape, each entry an extreme or ordinary value of random sign, representable in ``dtype``."""
+  values = rng.choice(_EXTREMES, size=np.shape(x)) * rng.choice([-1.0, 1.0], size=np.shape(x))
+  top = float(jnp.finfo(dtype).max)
+  return jnp.asarray(np.clip(values, -top, top).astype(np.float32), dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _extreme_program(name: str):
+  spec = EXTREME_SPECS[name]
+  fn = lambda args, static, where: spec.call(args, static, where, jnp.mean)
+  # float32 and bfloat16 inputs in one compilation.
+  return jit(lambda a32, s32, a16, s16, where: (jax.value_and_grad(fn)(a32, s32, where),
+                                                jax.value_and_grad(fn)(a16, s16, where)))
+
+
+@pytest.mark.parametrize("name", sorted(EXTREME_SPECS))
+def test_losses_are_finite_for_extreme_finite_inputs(name):
+  spec = EXTREME_SPECS[name]
+  args, static = spec.make(np.random.default_rng(0), (2, N))
+  program = _extreme_program(name)
+  where = np.ones((2, N), bool)
+
+  @hypothesis.settings(max_examples=6, deadline=None, derandomize=True)
+  @hypothesis.given(st.integers(0, 2 ** 32 - 1))
+  def check(seed):
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for dtype in (jnp.float32, jnp.bfloat16):
+      # Float labels (not 0/1 relevance, not class ids or boolean masks) take extreme values too.
+      extreme_static = {k: _extreme(rng, v, dtype) if v.dtype == np.float32 and np.any((v != 0) & (v != 1))
+                        else v for k, v in static.items()}
+      inputs[dtype] = (tuple(_extreme(rng, a, dtype) for a in args), extreme_static)
+    (v32, g32), (v16, g16) = jax.device_get(program(*inputs[jnp.float32], *inputs[jnp.bfloat16], where))
+    for what, tree in (("float32 value", v32), ("float32 gradient", g32), ("bfloat16 value", v16),
+                       ("bfloat16 gradient", g16)):
+      _assert_finite(tree, f"{name}: {what} not finite for extreme finite inputs (seed {seed})")
+
+  check()
+
+
+@pytest.mark.parametrize("name", sorted(EXTREME_SPECS))
+def test_losses_are_finite_for_extreme_finite_float64_inputs(name):
+  """The same in float64 (bound 2**496), up to the float64 maximum, on one draw."""
+  spec = EXTREME_SPECS[name]
+  with jax.enable_x64(True):
+    args, static = spec.make(np.random.default_rng(0), (2, N))
+    rng = np.random.default_rng(1)
+    pool = np.array([np.finfo(np.float64).max, 1e300, 1e200, 1e30, 1.0, 0.0])
+    draw = lambda x: jnp.asarray(rng.choice(pool, size=np.shape(x)) * rng.choice([-1.0, 1.0], np.shape(x)))
+    args = tuple(draw(a) for a in args)
+    static = {k: draw(v) if v.dtype == np.float32 and np.any((v != 0) & (v != 1)) else v
+              for k, v in static.items()}
+    value, grads = jit(jax.value_and_grad(lambda a: spec.call(a, static, np.ones((2, N), bool), jnp.mean)))(args)
+    assert value.dtype == jnp.float64
+    _assert_finite((value, grads), f"{name}: float64 value or gradient not finite")
+
+
+# ----------------------------------------------------------------------------------------------------------
 # float64 finite differences on a tiny input (central differences along random directions).
 
 
@@ -396,6 +468,13 @@ def test_loss_gradients_match_float64_finite_differences(name):
 # Rank functions: the same contract, plus masked items rank 0 and a lone item ranks 1.
 
 
+def _sorter(module, length):
+  """A learned sorter's rank_fn with random weights (the contract does not depend on training)."""
+  x = jnp.linspace(-1.0, 1.0, 4 * length).reshape(4, length)
+  return sorters.SorterRankFn(module, module.init(jax.random.key(0), x, jnp.ones(x.shape, bool)),
+                              max_length=length)
+
+
 RANK_SPECS = {
     "hard_ranks": (ranks.hard_ranks, False),
     "tie_averaged_ranks": (ranks.tie_averaged_ranks, False),
@@ -404,6 +483,10 @@ RANK_SPECS = {
     "soft_ranks_l2": (functools.partial(ranks.soft_ranks, regularization_strength=0.5), True),
     "soft_ranks_kl": (functools.partial(ranks.soft_ranks, regularization="kl"), True),
     "soft_sort": (functools.partial(ranks.soft_sort, regularization_strength=0.5), True),
+    # The sorters' rank_fns (ranking_jax.sorters) that serve any length: tiny random ones and a shipped one.
+    "sorter_lstm": (_sorter(sorters.LSTMSorter(hidden_size=4, num_layers=1), 8), True),
+    "sorter_pairwise": (_sorter(sorters.PairwiseSorter(hidden=(4,)), 8), True),
+    "sorter_lstm_h64_d100": (sorters.load_pretrained("lstm_h64_d100"), True),
 }
 
 
@@ -485,6 +568,70 @@ def test_rank_function_gradients_match_float64_finite_differences(name):
     assert jax.eval_shape(lambda s: fn(s, where=where), scores).dtype == jnp.float64
     grad = _check_finite_differences(lambda a: jnp.sum(fn(a[0], where=where) * weights), (scores,))
     assert np.any(grad[0] != 0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Ties (issue 29, item 4): every rank function but hard_ranks (ties by index) gives tied valid scores equal
+# ranks, and an all-equal list of m valid items the tie value (m + 1) / 2 for each, so a one-item list
+# ranks 1. Where the ranks are discontinuous there (exact ranks, standardised scores, the learned sorters)
+# the gradient is zero; the smooth raw-score functions keep their gradient, finite and shift invariant.
+# Lists of 6 with masks (the fixed-length CNN sorter takes only its own length).
+
+TIE_LENGTH = 6
+TIE_SPECS = {name: fn for name, (fn, _) in RANK_SPECS.items() if name not in ("hard_ranks", "soft_sort")}
+TIE_SPECS["sorter_cnn"] = _sorter(sorters.CNNSorter(length=TIE_LENGTH, features=(4, 4), kernel_sizes=(2, 2)),
+                                  TIE_LENGTH)
+SMOOTH_AT_TIES = ("sigmoid_ranks", "soft_ranks_l2", "soft_ranks_kl")  # raw scores: differentiable there
+
+
+def test_every_sorter_has_a_tie_spec():
+  kinds = {type(fn.module) for fn in TIE_SPECS.values() if isinstance(fn, sorters.SorterRankFn)}
+  assert kinds == {sorters.LSTMSorter, sorters.PairwiseSorter, sorters.CNNSorter}
+
+
+@functools.lru_cache(maxsize=None)
+def _tie_program(name: str):
+  fn = TIE_SPECS[name]
+  weights = np.random.default_rng(7).normal(size=(TIE_LENGTH + 1, TIE_LENGTH)).astype(np.float32)
+  return jit(lambda s, w: (fn(s, where=w), jax.grad(lambda x: jnp.sum(fn(x, where=w) * weights))(s)))
+
+
+@pytest.mark.parametrize("name", sorted(TIE_SPECS))
+def test_rank_functions_share_ties_and_give_all_equal_lists_the_tie_value(name):
+  program = _tie_program(name)
+
+  @hypothesis.settings(max_examples=8, deadline=None, derandomize=True)
+  @hypothesis.given(value=st.sampled_from([0.0, 14.62, -3e38, 1e-30, 7.0, 2.5]),
+                    positions=st.permutations(list(range(TIE_LENGTH))), groups=st.sampled_from(
+                        [(1, 2, 2, 3, 3, 3), (4, 4, 1, 1, 1, 0), (5, 5, 5, 5, 5, -1)]))
+  def check(value, positions, groups):
+    positions = np.asarray(positions)
+    # Rows m - 1 = 0..5: m valid items all equal to `value` (at scattered positions; masked items hold
+    # other values); row 6: the tie groups `groups`, permuted.
+    scores = np.tile(np.arange(TIE_LENGTH, dtype=np.float32), (TIE_LENGTH + 1, 1))
+    where = np.zeros(scores.shape, bool)
+    for m in range(1, TIE_LENGTH + 1):
+      scores[m - 1, positions[:m]] = value
+      where[m - 1, positions[:m]] = True
+    scores[TIE_LENGTH] = np.asarray(groups, np.float32)[positions]
+    where[TIE_LENGTH] = True
+    r, grad = jax.device_get(program(scores, where))
+    _assert_finite((r, grad), "ranks or gradient")
+    counts = where.sum(-1, keepdims=True)
+    np.testing.assert_allclose(r[:TIE_LENGTH], np.where(where, (counts + 1) / 2, 0.0)[:TIE_LENGTH], rtol=1e-6,
+                               err_msg="all-equal lists: the tie value (m + 1) / 2 (one item: rank 1)")
+    if name in SMOOTH_AT_TIES:  # shift invariant: the gradient of any cotangent sums to 0 over a list
+      np.testing.assert_allclose(grad[:TIE_LENGTH].sum(-1), 0.0, atol=1e-4)
+    else:
+      np.testing.assert_array_equal(grad[:TIE_LENGTH], 0.0, err_msg="all-equal lists: zero gradient")
+    last = scores[TIE_LENGTH]
+    for group in np.unique(last):
+      tied = r[TIE_LENGTH][last == group]
+      np.testing.assert_allclose(tied, tied[0], rtol=1e-6, err_msg=f"tied scores {group}: one rank")
+    if name == "tie_averaged_ranks":
+      np.testing.assert_array_equal(r[TIE_LENGTH], scipy.stats.rankdata(-last))
+
+  check()
 
 
 # ----------------------------------------------------------------------------------------------------------

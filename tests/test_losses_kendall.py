@@ -226,3 +226,11 @@ def test_mse_matches_numpy_with_masks_and_weights():
       jnp.array([6.0, 8.0, 10.0]), truth)
   assert kendall.kendall_rank_loss(jnp.array([6.0, 8.0, 10.0]), truth) < kendall.kendall_rank_loss(
       jnp.array([2.0, 4.0, 3.0]), truth)
+
+
+def test_mse_loss_is_finite_near_the_float32_limit():
+  """Issue 29, item 9: (3e38 - 0)**2 overflowed; scores and labels beyond 2**48 count as +-2**48."""
+  scores, labels = jnp.array([3e38, 1e10, -3e38]), jnp.array([0.0, 0.0, 3e38])
+  value, grad = jax.value_and_grad(kendall.mse_loss)(scores, labels)
+  np.testing.assert_allclose(value, (2.0 ** 96 + 1e20 + 2.0 ** 98) / 3, rtol=1e-6)
+  np.testing.assert_allclose(grad, [0.0, 2e10 / 3, 0.0], rtol=1e-6)

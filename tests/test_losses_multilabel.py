@@ -298,3 +298,25 @@ def test_wrong_inputs_raise():
     multilabel.warp_loss(jnp.ones(4), jnp.ones(4), key=jax.random.key(0), num_trials=0)
   with pytest.raises(ValueError, match="trials_per_step"):
     multilabel.warp_loss(jnp.ones(4), jnp.ones(4), key=jax.random.key(0), trials_per_step=0)
+
+
+def test_pairwise_losses_saturate_instead_of_nan_near_the_float32_limit():
+  """Issue 29, item 9: scores of +-3e38 made 1 - s_j + s_k overflow to inf and 0 * inf gave NaN.
+
+  Scores beyond 2**48 count as +-2**48 (zero gradient there); below it the hinge is unchanged."""
+  labels = jnp.array([[1, 0, 0], [1, 0, 0]])
+  scores = jnp.array([[-3e38, 3e38, 0.0], [-1e14, 1e14, 0.0]])
+  program = jax.jit(lambda s: {name: jax.value_and_grad(lambda x: fn(x, labels, reduce_fn=None).sum())(s)
+                               for name, fn in (("pairwise", multilabel.pairwise_ranking_loss),
+                                                ("warp_exact", multilabel.warp_loss_exact))})
+  out = program(scores)
+  value, grad = out["pairwise"]
+  # The positive against the two negatives: (1 + 2 * 2**48) + (1 + 2**48), and (1 + 2e14) + (1 + 1e14).
+  np.testing.assert_allclose(value, (2 + 3 * 2.0 ** 48) + (2 + 3e14), rtol=1e-6)
+  np.testing.assert_array_equal(grad[0], [0.0, 0.0, 1.0])  # only the unclipped negative moves
+  np.testing.assert_array_equal(grad[1], [-2.0, 1.0, 1.0])
+  value, grad = out["warp_exact"]  # L(2) / 2 = 3/4 times the same hinges
+  np.testing.assert_allclose(value, 0.75 * ((2 + 3 * 2.0 ** 48) + (2 + 3e14)), rtol=1e-6)
+  assert np.all(np.isfinite(grad))
+  loss = multilabel.multilabel_softmax_loss(jnp.array([-3e38, 3e38, 0.0]), jnp.array([1, 0, 0]))
+  np.testing.assert_allclose(loss, 2.0 ** 49, rtol=1e-6)  # -log softmax = 2**48 + 2**48

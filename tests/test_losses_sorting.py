@@ -427,3 +427,21 @@ def test_soft_ranks_sorter_is_accepted():
                                                           form="average_precision")))(scores)
   assert np.all(np.isfinite(grad)) and np.all(np.asarray(grad)[~where] == 0.0)
   assert float(np.abs(grad).max()) > 0.0
+
+
+def test_losses_on_standardized_ranks_of_a_collapsed_output_have_zero_gradient():
+  """Issue 29, item 3: a model whose outputs collapse to one value (here 14.62 on 1000 items, where the
+  rounded mean used to leave an ulp that standardisation scaled to +-1) takes no gradient step, not 1e8."""
+  rank_fn = lambda s, where=None: ranks.sigmoid_ranks(s, where=where, standardize=True)
+  n = 1000
+  scores = jnp.full((2, n), 14.62, jnp.float32).at[1].set(-3.3e-7)
+  labels = (np.arange(2 * n).reshape(2, n) % 7 == 0)
+  losses = {
+      "spearman": lambda s: sorting.spearman_loss(s, labels.astype(np.float32) * np.arange(n), rank_fn=rank_fn),
+      "map": lambda s: sorting.map_rank_loss(s, labels.astype(np.float32), rank_fn=rank_fn),
+      "recall": lambda s: sorting.recall_rank_loss(s, labels, rank_fn=rank_fn, k=2),
+  }
+  program = jax.jit(lambda s: {name: jax.value_and_grad(fn)(s) for name, fn in losses.items()})
+  for name, (value, grad) in program(scores).items():
+    assert np.isfinite(float(value)), name
+    np.testing.assert_array_equal(grad, 0.0, err_msg=name)

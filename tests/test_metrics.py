@@ -540,8 +540,10 @@ def test_class_balanced_accuracy_where_mask():
 
 
 def test_class_balanced_accuracy_errors():
+  with pytest.raises(ValueError, match="argmax"):  # float class values must be whole numbers
+    metrics.class_balanced_accuracy(np.full(3, 0.5), np.zeros(3, int))
   with pytest.raises(TypeError, match="argmax"):
-    metrics.class_balanced_accuracy(np.zeros(3), np.zeros(3, int))
+    metrics.class_balanced_accuracy(np.array(["a", "b", "c"]), np.zeros(3, int))
   with pytest.raises(ValueError, match="same shape"):
     metrics.class_balanced_accuracy(np.zeros(3, int), np.zeros(4, int))
   with pytest.raises(ValueError, match=r"\[n, n_attr\]"):
@@ -638,3 +640,166 @@ def test_zero_size_inputs_raise_a_clear_error_where_no_value_is_defined():
   assert metrics.average_precision(np.zeros((0, 3)), np.zeros((0, 3), bool)).shape == (0,)
   assert metrics.class_balanced_accuracy(np.zeros((5, 0), int), np.zeros((5, 0), int),
                                          per_attribute=True).shape == (0,)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Issue 29, item 8: relevance, labels, class values and indices of every dtype the README lists (bfloat16
+# jax.Array included), for every metric, against sklearn / scipy / a loop on the float64 or bool values.
+
+LABEL_DTYPES = ["bool", "uint8", "int32", "float16", "float32", "float64", "jax_bfloat16", "jax_int32",
+                "jax_float32", "jax_bool"]
+
+
+def _in_dtype(values, dtype):
+  """``values`` (whole numbers) as an array of ``dtype``: numpy, or a jax.Array for the ``jax_`` ones."""
+  values = np.asarray(values)
+  if dtype.startswith("jax_"):
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    return jnp.asarray(values, getattr(jnp, dtype[4:]))
+  return values.astype(dtype)
+
+
+def _binary_relevance(rng, shape):
+  relevant = rng.random(shape) < 0.3
+  relevant[..., 0] = True  # every list has a relevant item ...
+  relevant[..., 1] = False  # ... and an irrelevant one
+  return relevant
+
+
+def _check_average_precision(rng, dtype):
+  scores = rng.normal(size=(4, 9))
+  relevant = _binary_relevance(rng, scores.shape)
+  want = [sklearn.metrics.average_precision_score(r, s) for s, r in zip(scores, relevant)]
+  np.testing.assert_allclose(metrics.average_precision(scores, _in_dtype(relevant, dtype)), want)
+  assert metrics.mean_average_precision(scores, _in_dtype(relevant, dtype)) == pytest.approx(np.mean(want))
+
+
+def _check_mean_average_precision(rng, dtype):
+  scores = rng.integers(0, 3, size=(9, 4)).astype(float)  # ties; classes on axis 0
+  relevant = _binary_relevance(rng, (4, 9)).T
+  want = np.mean([sklearn.metrics.average_precision_score(relevant[:, c], scores[:, c]) for c in range(4)])
+  assert metrics.mean_average_precision(scores, _in_dtype(relevant, dtype), axis=0) == pytest.approx(want)
+
+
+def _check_recall_at_k(rng, dtype):
+  scores = rng.integers(0, 4, size=(6, 10)).astype(float)
+  relevant = _binary_relevance(rng, scores.shape)
+  ranks = first_relevant_rank_loop(scores, relevant, "pessimistic")
+  np.testing.assert_allclose(metrics.recall_at_k(scores, _in_dtype(relevant, dtype), [1, 3]),
+                             [np.mean(ranks <= 1), np.mean(ranks <= 3)])
+
+
+def _check_median_rank(rng, dtype):
+  scores = rng.normal(size=(7, 10))
+  relevant = _binary_relevance(rng, scores.shape)
+  ranks = first_relevant_rank_loop(scores, relevant, "optimistic")
+  assert (metrics.median_rank(scores, _in_dtype(relevant, dtype), ties="optimistic")
+          == np.floor(np.median(ranks - 1)) + 1)
+
+
+def _check_annotation_precision_recall(rng, dtype):
+  scores = rng.normal(size=(12, 5))
+  labels = rng.random(scores.shape) < 0.4
+  predicted = np.zeros_like(labels)
+  np.put_along_axis(predicted, np.argsort(-scores, axis=1)[:, :2], True, axis=1)
+  precision, recall, _, _ = sklearn.metrics.precision_recall_fscore_support(labels, predicted, average=None,
+                                                                            zero_division=0)
+  result = metrics.annotation_precision_recall(scores, _in_dtype(labels, dtype), 2)
+  np.testing.assert_allclose(result.precision_by_class, precision)
+  np.testing.assert_allclose(result.recall_by_class, recall)
+
+
+def _check_class_balanced_accuracy(rng, dtype):
+  top = 2 if "bool" in dtype else 4
+  labels, predictions = rng.integers(0, top, size=(2, 30, 2))
+  labels[:top, :] = np.arange(top)[:, None]  # every class occurs
+  want = [sklearn.metrics.balanced_accuracy_score(labels[:, j], predictions[:, j]) for j in range(2)]
+  got = metrics.class_balanced_accuracy(_in_dtype(predictions, dtype), _in_dtype(labels, dtype),
+                                        where=_in_dtype(np.ones((30, 2), bool), "jax_bool"), per_attribute=True)
+  np.testing.assert_allclose(got, want)
+
+
+def _check_retrieval_accuracy_at_k(rng, dtype):
+  if "bool" in dtype:
+    return  # indices: booleans are refused (a TypeError), tested below
+  scores = rng.normal(size=(8, 9))
+  true_match = rng.integers(0, 9, size=8)
+  want = sklearn.metrics.top_k_accuracy_score(true_match, scores, k=3, labels=np.arange(9))
+  assert metrics.retrieval_accuracy_at_k(scores, 3, true_match=_in_dtype(true_match, dtype)) == pytest.approx(want)
+
+
+def _check_triplet_accuracy(rng, dtype):
+  if "bool" in dtype:
+    return  # indices, as above
+  distances = rng.normal(size=(4, 6))
+  triplets = np.stack([rng.integers(0, 4, 20), rng.integers(0, 6, 20), rng.integers(0, 6, 20)], axis=1)
+  want = np.mean([distances[s, p] < distances[s, n] for s, p, n in triplets])
+  assert metrics.triplet_accuracy(distances, _in_dtype(triplets, dtype)) == pytest.approx(want)
+
+
+def _check_kendall_tau(rng, dtype):
+  x = rng.normal(size=15)
+  y = rng.integers(0, 2 if "bool" in dtype else 4, size=15)
+  y[:2] = [0, 1]
+  assert metrics.kendall_tau(x, _in_dtype(y, dtype)) == pytest.approx(scipy.stats.kendalltau(x, y)[0])
+
+
+def _check_spearman_rho(rng, dtype):
+  x = rng.normal(size=15)
+  y = rng.integers(0, 2 if "bool" in dtype else 4, size=15)
+  y[:2] = [0, 1]
+  assert metrics.spearman_rho(x, _in_dtype(y, dtype)) == pytest.approx(scipy.stats.spearmanr(x, y)[0])
+
+
+def _check_average_ranks(rng, dtype):
+  values = rng.integers(0, 2 if "bool" in dtype else 4, size=(3, 10))
+  np.testing.assert_array_equal(metrics.average_ranks(_in_dtype(values, dtype)),
+                                scipy.stats.rankdata(values, axis=-1))
+
+
+# Every public metric: how it is checked with labels of each dtype, or why it takes no labels.
+LABEL_CHECKS = {
+    "average_precision": _check_average_precision,
+    "mean_average_precision": _check_mean_average_precision,
+    "recall_at_k": _check_recall_at_k,
+    "median_rank": _check_median_rank,
+    "annotation_precision_recall": _check_annotation_precision_recall,
+    "class_balanced_accuracy": _check_class_balanced_accuracy,
+    "retrieval_accuracy_at_k": _check_retrieval_accuracy_at_k,
+    "triplet_accuracy": _check_triplet_accuracy,
+    "kendall_tau": _check_kendall_tau,  # the second variable in the role of labels
+    "spearman_rho": _check_spearman_rho,
+    "average_ranks": _check_average_ranks,
+}
+WITHOUT_LABELS = {"cross_modal_recall": "embeddings only (relevance is implied by the layout)",
+                  "AnnotationMetrics": "a result type"}
+
+
+def test_every_public_metric_is_checked_with_every_label_dtype():
+  public = {name for name, value in vars(metrics).items()
+            if not name.startswith("_") and callable(value) and getattr(value, "__module__", "") == metrics.__name__}
+  assert public == set(LABEL_CHECKS) | set(WITHOUT_LABELS)
+
+
+@pytest.mark.parametrize("dtype", LABEL_DTYPES)
+@pytest.mark.parametrize("name", sorted(LABEL_CHECKS))
+def test_metrics_accept_labels_of_every_dtype(name, dtype):
+  """bfloat16 0/1 relevance used to raise a TypeError (issue 29, item 8); values match the references."""
+
+  @hypothesis.settings(max_examples=4, deadline=None, derandomize=True)
+  @hypothesis.given(st.integers(0, 2**32 - 1))
+  def check(seed):
+    LABEL_CHECKS[name](np.random.default_rng(seed), dtype)
+
+  check()
+
+
+def test_labels_of_other_values_are_refused_clearly():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  scores = np.array([0.3, 0.1, 0.2])
+  with pytest.raises(ValueError, match="only 0 and 1"):
+    metrics.average_precision(scores, jnp.asarray([1.0, 0.5, 0.0], jnp.bfloat16))
+  with pytest.raises(ValueError, match="whole numbers"):
+    metrics.retrieval_accuracy_at_k(np.eye(2), 1, true_match=jnp.asarray([0.5, 1.0], jnp.bfloat16))
+  with pytest.raises(TypeError, match="int values"):
+    metrics.triplet_accuracy(np.eye(2), np.ones((1, 3), bool))

@@ -390,6 +390,91 @@ def test_standardize_masks_and_tiny_or_huge_lists():
   np.testing.assert_allclose(got[1], zscores(values[1]), rtol=1e-5)
 
 
+# Issue 29, item 3: a constant list standardises to exactly 0 with zero gradient, whatever its value and
+# length. The rounded mean used to differ from the common value by an ulp, a residue scaled up to +-1
+# (14.62 x 1000 in float32 gave 1, in float64 -1, with gradients of 1e5 and more).
+
+_CONSTANT_ROWS, _CONSTANT_LENGTH = 6, 5000
+
+
+@functools.lru_cache(maxsize=None)
+def _constant_program(dtype_name: str):
+  """One compilation per dtype: z-scores of ``[6, 5000]`` padded lists and the gradient of their sum."""
+  weights = np.random.default_rng(0).normal(size=(_CONSTANT_ROWS, _CONSTANT_LENGTH))
+
+  def program(scores, mask):
+    z, grad = jax.value_and_grad(lambda s: jnp.sum(utils.standardize(s, mask) * weights.astype(s.dtype)))(
+        scores)
+    return utils.standardize(scores, mask), grad
+
+  return jax.jit(program)
+
+
+def _check_constant_lists(cases, dtype):
+  scores = np.zeros((_CONSTANT_ROWS, _CONSTANT_LENGTH), dtype)
+  mask = np.zeros(scores.shape, bool)
+  for row, (value, length) in enumerate(cases):
+    scores[row, :length] = value
+    scores[row, length:] = -value  # padding with another value must not matter (it is masked)
+    mask[row, :length] = True
+  z, grad = _constant_program(np.dtype(dtype).name)(scores, mask)
+  assert z.dtype == dtype
+  np.testing.assert_array_equal(z, 0.0, err_msg=str(cases))
+  np.testing.assert_array_equal(grad, 0.0, err_msg=str(cases))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_standardize_of_a_constant_list_is_zero_with_zero_gradient(dtype):
+  with jax.enable_x64(dtype == np.float64):
+    # The reported case, unpadded (the residue depends on the length and the summation order) ...
+    constant = jnp.full(1000, 14.62, dtype)
+    mask = jnp.ones(1000, bool)
+    z, grad = jax.jit(jax.value_and_grad(lambda s: utils.standardize(s, mask)[0]))(constant)
+    assert float(z) == 0.0
+    np.testing.assert_array_equal(grad, 0.0)
+    np.testing.assert_array_equal(jax.jit(utils.standardize)(constant, mask), 0.0)
+    # ... and a property over values (any finite magnitude, either sign, subnormals) and lengths 1..5000.
+    values = st.floats(allow_nan=False, allow_infinity=False, width=np.finfo(dtype).bits)
+    cases = st.lists(st.tuples(values, st.integers(1, _CONSTANT_LENGTH)), min_size=1, max_size=_CONSTANT_ROWS)
+
+    @hypothesis.settings(deadline=None, max_examples=25, derandomize=True)
+    @hypothesis.example([(14.62, 1000), (0.1, 3), (-3e38, 4999), (1e-30, 5000), (1e6 + 0.1, 77), (7.0, 1)])
+    @hypothesis.given(cases)
+    def check(cases):
+      _check_constant_lists(cases, dtype)
+
+    check()
+
+
+def test_standardize_one_ulp_apart_is_not_constant():
+  """'Constant' means equal in the compute dtype: two values one ulp apart are standardised to -1, +1."""
+  one = np.float32(14.62)
+  close = np.array([one, np.nextafter(one, np.float32(20.0))] * 3, np.float32)
+  np.testing.assert_array_equal(_standardize(close, np.ones(6, bool)), [-1.0, 1.0] * 3)
+
+
+@pytest.mark.parametrize("rank_fn", [
+    functools.partial(ranks.sigmoid_ranks, standardize=True),
+    functools.partial(ranks.soft_ranks, standardize=True, regularization_strength=0.01),
+    functools.partial(ranks.soft_ranks, standardize=True, regularization="kl", regularization_strength=0.01),
+], ids=["sigmoid", "soft_l2", "soft_kl"])
+def test_standardized_ranks_of_a_collapsed_output_are_tied_with_zero_gradient(rank_fn):
+  """A model whose outputs collapse to one value gets the tie ranks (m + 1) / 2 and no gradient step."""
+  lengths = np.array([1, 2, 7, 300, 1000])
+  values = np.array([1e6 + 0.1, 0.1, -3e38, 1e-30, 14.62], np.float32)
+  scores = np.repeat(values[:, None], 1000, axis=1)
+  mask = np.arange(1000)[None, :] < lengths[:, None]
+  weights = np.random.default_rng(1).normal(size=scores.shape).astype(np.float32)
+
+  @jax.jit
+  def program(s):
+    return jax.value_and_grad(lambda x: jnp.sum(rank_fn(x, where=mask) * weights))(s)[1], rank_fn(s, where=mask)
+
+  grad, got = program(scores)
+  np.testing.assert_allclose(got, np.where(mask, (lengths[:, None] + 1) / 2, 0.0), rtol=1e-6)  # kl: rounding
+  np.testing.assert_array_equal(grad, 0.0)
+
+
 # --------------------------------------------------------------------------------------------------------
 # The numpy reference itself.
 # --------------------------------------------------------------------------------------------------------

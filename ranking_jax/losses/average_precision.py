@@ -43,7 +43,9 @@ conquer over the negatives (as in Mohapatra, Jawahar and Kumar, *Efficient Optim
 Precision SVM*, NeurIPS 2014): the median negative is placed by a scan, which bounds the positions of the
 negatives on either side, and each of the :math:`\lceil\log_2(n+1)\rceil` levels costs :math:`O(n \log n)`.
 The result is exact, jittable, and uses :math:`O(n)` memory per list. Ties among the maximisers are broken
-towards the smallest :math:`k` (the most violating choice ranks the negative highest).
+towards the smallest :math:`k` (the most violating choice ranks the negative highest). Finite scores
+beyond :func:`ranking_jax.utils.magnitude_bound` (2**48 in float32) count as that bound, with zero
+gradient, so that the sums of score differences cannot overflow.
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ def hinge_ap_loss(scores: Array, labels: Array, *, where: Optional[Array] = None
   scores = utils.as_float(scores)
   utils.check_listwise_inputs(scores, labels, weights)
   positive, negative = _class_masks(scores, labels, where)
-  safe = utils.sanitize(scores, positive | negative)
+  safe = utils.clip_magnitude(utils.sanitize(scores, positive | negative))  # sums of differences stay finite
   per_list = _per_list(_hinge_ap_1d, safe, positive, negative, jnp.zeros((), scores.dtype))
   if weights is not None:
     valid = positive | negative

@@ -4,6 +4,8 @@ From *IDE RankNet: Estimating the difficulty of visual search in an image* (Ma, 
 There the "list" is the whole mini-batch of images, so a 1-D ``scores`` array of shape ``[B]`` is one list;
 any leading axes are independent lists, as everywhere in :mod:`ranking_jax.losses`. Scores and labels of any
 real dtype are computed in float32 (float64 for float64 scores); zero-size lists or batches give 0.
+:func:`mse_loss` clips finite scores and labels to :func:`ranking_jax.utils.magnitude_bound` (2**48 in
+float32; zero gradient beyond), so its squares cannot overflow; the Kendall loss is bounded as it is.
 """
 
 from __future__ import annotations
@@ -155,7 +157,9 @@ def mse_loss(scores: Array, labels: Array, *, where: Optional[Array] = None,
   utils.check_listwise_inputs(scores, labels, weights)
   dtype = utils.float_dtype(scores.dtype)
   mask = _valid_items(scores, labels, where)
-  diff = utils.sanitize(scores.astype(dtype), mask) - utils.sanitize(labels.astype(dtype), mask)
+  # Clipped inputs: the square of any finite difference stays finite (utils.clip_magnitude).
+  diff = (utils.clip_magnitude(utils.sanitize(scores.astype(dtype), mask))
+          - utils.clip_magnitude(utils.sanitize(labels.astype(dtype), mask)))
   values = jnp.square(diff)
   if weights is not None:
     values = values * jnp.broadcast_to(jnp.asarray(weights), scores.shape).astype(dtype)

@@ -6,7 +6,9 @@ multi-hot (a label > 0 marks a positive class, any other valid class is a negati
 classes out; non-finite scores or labels count as masked. An image with no positive (or, for the ranking
 losses, no negative) class has nothing to rank: its loss is 0 with zero gradients and it is left out of
 ``reduce_fn``, so a batch without any such image reduces to 0, as does a zero-size class or image axis.
-Scores of any real dtype are computed in float32 (float64 for float64 scores).
+Scores of any real dtype are computed in float32 (float64 for float64 scores); finite scores beyond
+:func:`ranking_jax.utils.magnitude_bound` (2**48 in float32) count as that bound, with zero gradient, so
+that no hinge or log-softmax overflows.
 
 The text of the paper is short; where it is silent we follow Weston, Bengio and Usunier, *WSABIE: Scaling
 Up to Large Vocabulary Image Annotation* (IJCAI 2011), which it cites for WARP; the docstrings say where.
@@ -54,7 +56,8 @@ def _prepare(scores: Array, labels: Array, where: Optional[Array],
     valid = valid & jnp.isfinite(labels)
   positive = valid & (labels > 0)
   negative = valid & ~(labels > 0)
-  safe_scores = utils.sanitize(scores.astype(dtype), valid)
+  # Clipped (utils.clip_magnitude): no hinge, log-softmax or 0 * hinge of finite scores overflows.
+  safe_scores = utils.clip_magnitude(utils.sanitize(scores.astype(dtype), valid))
   if weights is not None:
     weights = utils.sanitize(weights.astype(dtype), valid)
   return _Prepared(safe_scores, valid, positive, negative, weights, dtype)

@@ -18,7 +18,9 @@ Layout of the combined loss: ``logits [..., B, A, C]``, ``labels [..., B, A]``, 
 (one feature vector :math:`\mathbf{x}_{i,j}` per image ``i`` and attribute ``j``, as in the paper). The batch
 axis ``B`` is the "list": CRL profiles and mines within it. Leading axes are independent batches. Scores,
 logits, features and distances of any real dtype are computed in float32 (float64 for float64 inputs); a
-zero-size batch, attribute, class or pair axis gives the value of a fully masked one (0).
+zero-size batch, attribute, class or pair axis gives the value of a fully masked one (0). Finite logits,
+features and distances beyond :func:`ranking_jax.utils.magnitude_bound` (2**48 in float32) count as that
+bound, with zero gradient, so that no log-softmax, squared distance or hinge overflows.
 """
 
 from __future__ import annotations
@@ -359,7 +361,9 @@ def _distance_inputs(name: str, distances: Array, where: Optional[Array],
                      where_name: str = "where") -> Tuple[Array, Array]:
   distances = utils.as_float(distances)
   _check_bool(where_name, where)
-  return distances, utils.valid_mask(distances, where)
+  mask = utils.valid_mask(distances, where)
+  # Finite distances are clipped (utils.clip_magnitude): margin + d_p - d_n and d**2 cannot overflow.
+  return utils.clip_magnitude(utils.sanitize(distances, mask)), mask
 
 
 def triplet_margin_loss(positive_distances: Array, negative_distances: Array, *, margin: float = 1.0,
@@ -655,6 +659,8 @@ def _crl_batches(logits, labels, features, where, weights, regularizer_weight, *
   labels = jnp.where(valid, labels, 0)
   logits = jnp.where(valid[..., None] & class_masks, logits, jnp.zeros_like(logits))
   features = jnp.where(valid[..., None], features, jnp.zeros_like(features))
+  # Clipped (utils.clip_magnitude): no log-softmax, feature difference or squared distance overflows.
+  logits, features = utils.clip_magnitude(logits), utils.clip_magnitude(features)
 
   options = dict(kind=kind, level=level, top_k=top_k, num_bins=num_bins, histogram_range=histogram_range)
   fn = lambda lo, la, f, v, w: _crl_one_batch(lo, la, f, v, w, class_masks, jnp.asarray(margins, dtype),

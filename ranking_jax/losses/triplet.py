@@ -11,7 +11,9 @@ inputs hold a non-finite value counts as masked (loss 0, zero gradients). Attrib
 passed as logits and all cross-entropies are computed from logits, so they stay finite for saturated
 predictions. Inputs may be boolean, integer or floating; computations run in float32 (float64 for
 float64 inputs), also for bfloat16 inputs. Zero triplets (or zero attributes) give 0, like a fully masked
-batch.
+batch. Finite features and logits beyond :func:`ranking_jax.utils.magnitude_bound` (2**48 in float32)
+count as that bound, with zero gradient, so that no squared distance or cross-entropy overflows (also in
+:func:`fused_distance`).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def _row_mask(where: Optional[Array], leading_shape: Tuple[int, ...], *arrays: A
 
 
 def _sanitize_rows(x: Array, mask: Array) -> Array:
-  return jnp.where(mask[..., None], x, jnp.zeros_like(x))
+  # Clipped too (utils.clip_magnitude): squared distances and cross-entropies of finite rows stay finite.
+  return utils.clip_magnitude(jnp.where(mask[..., None], x, jnp.zeros_like(x)))
 
 
 def _apply_weights(values: Array, weights: Optional[Array]) -> Array:
@@ -179,7 +182,7 @@ def attribute_prediction_loss(logits: Array, attributes: Array, *, where: Option
   utils.check_rank_at_least("logits", logits, 1)
   utils.check_same_shape("logits", logits, "attributes", attributes)
   mask = utils.valid_mask(logits, where) & jnp.isfinite(attributes)
-  safe_logits = utils.sanitize(logits, mask)
+  safe_logits = utils.clip_magnitude(utils.sanitize(logits, mask))
   safe_targets = utils.sanitize(attributes, mask)
   terms = jax.nn.softplus(safe_logits) - safe_targets * safe_logits
   terms = jnp.where(mask, _apply_weights(terms, weights), 0.0)

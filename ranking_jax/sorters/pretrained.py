@@ -47,6 +47,11 @@ class SorterRankFn:
   of any other length) raise a ValueError. Sorters that standardise their inputs (the default) give the
   same ranks for any positive scale and any shift of a list's scores.
 
+  Ties follow the contract of every rank function (README, "Input conventions"), also for the
+  position-dependent LSTM and CNN: tied valid scores share the mean of the network's ranks over their
+  tie group, and an all-equal list of ``m`` valid items (``m = 1`` included: a lone item ranks 1) gets
+  ``(m + 1) / 2`` for each item with zero gradient.
+
   >>> import jax, jax.numpy as jnp
   >>> from ranking_jax.sorters import models
   >>> module = models.PairwiseSorter()
@@ -81,8 +86,26 @@ class SorterRankFn:
     variables = jax.lax.stop_gradient(self.variables)
     normalised = self.module.apply(variables, flat, flat_mask, train=False)
     count = jnp.sum(flat_mask, axis=-1, keepdims=True).astype(dtype)
-    ranks = jnp.where(flat_mask, normalised * count, 0.0)
-    return ranks.reshape(scores.shape).astype(dtype)
+    ranks = jnp.where(flat_mask, normalised * count, 0.0).astype(dtype)
+    return _share_ties(ranks, flat, flat_mask, count).reshape(scores.shape)
+
+
+def _share_ties(ranks: Array, scores: Array, mask: Array, count: Array) -> Array:
+  """The rank contract on ties, which a position-dependent network (LSTM, CNN) does not honour by itself.
+
+  Items with equal valid scores share the mean of the network's ranks over their tie group (a permutation
+  of tied items cannot change the result, and the ranks' sum stays the network's); a list whose valid
+  scores are all equal (one valid item included) gets the exact tie value ``(m + 1) / 2``, as every rank
+  function does, with zero gradient. ``[rows, n]`` arrays; O(n^2) comparisons per list (n <= max_length).
+  """
+  same = jax.lax.stop_gradient((scores[:, :, None] == scores[:, None, :]) & mask[:, :, None]
+                               & mask[:, None, :])
+  group_size = jnp.sum(same, axis=-1).astype(ranks.dtype)
+  # A sum over the group rather than a matrix product: exact for untied items, whatever the matmul precision.
+  shared = jnp.sum(jnp.where(same, ranks[:, None, :], 0.0), axis=-1) / jnp.maximum(group_size, 1.0)
+  all_equal = jnp.all(~mask | (group_size == count), axis=-1, keepdims=True)
+  tied = jnp.broadcast_to((count + 1.0) / 2.0, ranks.shape)
+  return jnp.where(mask, jnp.where(all_equal, tied, shared), 0.0)
 
 
 def _metadata_path(name: str, directory: str) -> str:

@@ -264,8 +264,24 @@ def test_gradients_finite_and_frozen(name):
 def test_one_element_list(name):
   rank_fn = _rank_fn(SMALL_MODULES[name](), 12)
   out = rank_fn(jnp.array([0.7]))
-  chex.assert_tree_all_finite(out)
-  chex.assert_tree_all_finite(jax.grad(lambda s: rank_fn(s).sum())(jnp.array([0.7])))
+  np.testing.assert_array_equal(out, [1.0])  # the tie value (m + 1) / 2 of a one-item list
+  np.testing.assert_array_equal(jax.grad(lambda s: rank_fn(s).sum())(jnp.array([0.7])), [0.0])
+
+
+def test_shipped_lstm_gives_equal_scores_the_tie_value():
+  """Issue 29, item 4: ten equal scores got position-dependent ranks 5.03-5.37 (sum 53.4), not 5.5."""
+  rank_fn = pretrained.load_pretrained("lstm_h64_d100")
+  program = jax.jit(lambda s: (rank_fn(s), jax.grad(lambda x: jnp.sum(rank_fn(x) * jnp.arange(10.0)))(s)))
+  out, grad = program(jnp.full((2, 10), 0.37).at[1].set(-2.0))
+  np.testing.assert_array_equal(out, 5.5)
+  np.testing.assert_array_equal(grad, 0.0)
+  # Partial ties: tied scores share the mean of the network's ranks over their group; the sum is kept.
+  scores = jnp.asarray(np.random.default_rng(0).permutation(np.repeat(np.arange(5.0), [1, 2, 3, 1, 3])))
+  network = rank_fn.module.apply(rank_fn.variables, scores[None], jnp.ones((1, 10), bool))[0] * 10
+  got = rank_fn(scores)
+  for value in range(5):
+    tied = np.asarray(scores) == value
+    np.testing.assert_allclose(got[tied], np.mean(np.asarray(network)[tied]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["lstm", "pairwise"])
