@@ -170,7 +170,23 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def main(make_task: Callable[[Any], Any], argv: list[str]) -> Any:
-  """Initialises jax.distributed if requested, then runs ``train_and_evaluate``; returns its result."""
+  """Initialises jax.distributed if requested, then runs ``train_and_evaluate``; returns its result.
+
+  Expected failures end in one line on stderr, no traceback: a config or work-directory mistake (exit
+  status 2), a diverged run or unreadable checkpoints (1), Ctrl-C (130, after saving a checkpoint of the
+  last step when training had started).
+  """
+  try:
+    return _main(make_task, argv)
+  except KeyboardInterrupt as interrupt:
+    # TrainingInterrupted says which step was saved; a bare KeyboardInterrupt came before or after training.
+    message = str(interrupt) or ("interrupted; relaunch the same command to resume from the last checkpoint "
+                                 "(if any)")
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(130)
+
+
+def _main(make_task: Callable[[Any], Any], argv: list[str]) -> Any:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
@@ -181,6 +197,7 @@ def main(make_task: Callable[[Any], Any], argv: list[str]) -> Any:
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   from ranking_jax.data import errors  # pylint: disable=g-import-not-at-top
   from ranking_jax.train import config as train_config  # pylint: disable=g-import-not-at-top
+  from ranking_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
   from ranking_jax.train import trainer  # pylint: disable=g-import-not-at-top
   try:
     result = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, make_task)
@@ -188,6 +205,10 @@ def main(make_task: Callable[[Any], Any], argv: list[str]) -> Any:
     # Expected user errors: the message says what to do; a traceback would only hide it.
     print(f"error: {error}", file=sys.stderr, flush=True)
     sys.exit(2)
+  except (FloatingPointError, checkpoint.CheckpointReadError) as error:
+    # A diverged run or a work directory whose checkpoints cannot be read: the message names the step.
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(1)
   if not result.results.get("complete", True):
     print(f"NOTE: this run is INCOMPLETE ({result.results.get('stopped_early')}); relaunch the same "
           "command to finish it.", flush=True)
