@@ -224,8 +224,9 @@ def check_workdir_config(workdir: str, config: Any) -> None:
     shown = "; ".join(differences[:6]) + (f"; ... ({len(differences) - 6} more)" if len(differences) > 6 else "")
     raise WorkdirMismatchError(
         f"{workdir} holds a run of another configuration (config fields differ: {shown}). Use a new "
-        "--workdir (or delete that directory to start over); a relaunch may change only "
-        + ", ".join(RELAUNCH_MAY_CHANGE) + ".")
+        "--workdir (or delete that directory to start over); a relaunch may change only the durations "
+        "(total_*, log/eval/checkpoint_every_*), max_train_seconds, keep_checkpoints, async_checkpointing, "
+        "block_every_step and the cache/export paths (docs/trainer.md).")
 
 
 def _pad_batch(batch: Batch, size: int) -> dict[str, np.ndarray]:
