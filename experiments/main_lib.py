@@ -19,7 +19,11 @@ line follows, for every experiment:
 * ``--config.<field>=None`` unsets an optional field;
 * each duration is given in one unit: ``--config.total_steps=20`` replaces the config's
   ``total_epochs`` (and ``--config.total_epochs=2`` its ``total_steps``), likewise for ``log_every``,
-  ``eval_every`` and ``checkpoint_every``; giving both units of one duration is refused.
+  ``eval_every`` and ``checkpoint_every``; giving both units of one duration is refused;
+* a ``--workdir`` holding a run of another configuration is refused before any data work (one line
+  naming the differing fields, exit status 2; ``docs/trainer.md`` lists what a relaunch may change); a
+  diverged run or unreadable checkpoints end in one line and exit status 1; Ctrl-C saves the last step
+  and ends in one line and exit status 130 (relaunching the same command resumes).
 
 Multi-process runs add ``--coordinator_address=host:port --num_processes=N --process_id=i`` (or the
 ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` environment variables).

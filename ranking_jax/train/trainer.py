@@ -367,15 +367,14 @@ def load_state(config: Any, workdir: str, task: Task | Callable[[Any], Task],
   """The host :class:`TrainState` saved by a run of ``(config, task)`` in ``workdir`` (default: latest step).
 
   For evaluating or exporting a trained model, e.g.
-  ``variables = {"params": state.params["model"], **state.model_state}``. Without ``step``, the newest
-  readable step (a damaged newer step directory is skipped, not moved).
+  ``variables = {"params": state.params["model"], **state.model_state}``. ``config`` only builds the
+  template (its parameter shapes), so evaluation settings may differ from the run's. Without ``step``, the
+  newest readable step (a damaged newer step directory is skipped, not moved).
 
   Raises:
-    WorkdirMismatchError: ``workdir`` holds a run of another configuration.
     FileNotFoundError: no checkpoint in ``workdir``.
     ranking_jax.train.checkpoint.CheckpointReadError: no checkpoint (or not ``step``) can be read.
   """
-  check_workdir_config(workdir, config)
   if callable(task) and not isinstance(task, Task):
     task = task(config)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
@@ -468,7 +467,7 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   """Trains ``task`` as described by ``config``; resumes from ``workdir/checkpoints`` when present.
 
   Every evaluator of the task runs at the end (and the periodic ones every ``config.eval_every_*``).
-  Writes (process 0 only) ``workdir/run.json`` (the run's shape signature and config),
+  Writes (process 0 only) ``workdir/run.json`` (the run's config identity, shape signature and config),
   ``workdir/metrics.jsonl``, ``workdir/tensorboard/`` and, at the end, ``workdir/results.json`` =
   ``{"step", "total_steps", "complete", "stopped_early", "num_params", "fingerprint", "train_metrics",
   "eval": {split: metrics}, "train_step_compilations", "config", "report"}``, where ``fingerprint`` is
@@ -477,11 +476,23 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   reached), and ``report`` is what ``task.report`` returned.
 
   A relaunch of a complete run changes nothing: it returns the recorded results (and the restored
-  state) without training, evaluating or writing again.
+  state) without training, evaluating or writing again. A relaunch may change only the fields of
+  :data:`RELAUNCH_MAY_CHANGE`; ``run.json`` records the rest (:func:`config_identity`) at the first launch.
+  Resume starts from the newest readable checkpoint (an unreadable newer step directory is moved aside
+  to ``<step>.damaged`` and named in a warning line).
 
   Raises:
-    WorkdirMismatchError: ``workdir`` holds a run of a configuration with other parameter shapes.
-    FloatingPointError: the training loss became non-finite.
+    WorkdirMismatchError: ``workdir`` holds a run of another configuration: config fields outside
+      :data:`RELAUNCH_MAY_CHANGE` differ (checked before ``task(config)`` is called, so before any data
+      work), or the parameter shapes differ.
+    FloatingPointError: the run diverged: the loss, gradients, parameters or batch statistics of a step
+      (checked every step on CPU, else at each log window and before every save and evaluation), or the
+      model outputs of an evaluation, are NaN or infinite. Nothing of that state is saved and no
+      ``results.json`` is written.
+    TrainingInterrupted: Ctrl-C (SIGINT, single-process runs in the main thread): training stopped after
+      the current step and its checkpoint was saved (a ``KeyboardInterrupt``; a second Ctrl-C raises a
+      plain ``KeyboardInterrupt`` at once).
+    ranking_jax.train.checkpoint.CheckpointReadError: no checkpoint step in ``workdir`` can be read.
     ValueError: inconsistent config fields (batch size, durations) or task.
   """
   # The workdir check reads run.json only: before the task is built (data rendered or loaded).
