@@ -446,8 +446,8 @@ class _InterruptRequest:
     if self.requested:
       raise KeyboardInterrupt
     self.requested = True
-    print("Ctrl-C: stopping after this step and saving a checkpoint (press again to stop at once).",
-          flush=True)
+    # os.write, not print: a print inside a signal handler fails if the interrupted code was printing.
+    os.write(2, b"Ctrl-C: stopping after this step and saving a checkpoint (press again to stop at once).\n")
 
   def __exit__(self, *exc_info) -> None:
     if self._previous is not None:
