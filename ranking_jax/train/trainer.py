@@ -140,20 +140,15 @@ class WorkdirMismatchError(ValueError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-  """Ctrl-C (SIGINT) stopped training after step ``step``; ``saved`` says whether its checkpoint was written.
+  """Ctrl-C (SIGINT) stopped training after step ``step``, whose checkpoint was saved.
 
   A ``KeyboardInterrupt``, so code that catches Ctrl-C keeps working; the experiment mains print its
   message as one line and exit with status 130.
   """
 
-  def __init__(self, step: int, saved: bool, reason: str = ""):
-    self.step, self.saved = int(step), bool(saved)
-    if saved:
-      message = f"interrupted at step {step}; checkpoint saved; relaunch the same command to resume"
-    else:
-      message = (f"interrupted at step {step}; no checkpoint saved{reason}; relaunch the same command to "
-                 "resume from the last checkpoint")
-    super().__init__(message)
+  def __init__(self, step: int):
+    self.step = int(step)
+    super().__init__(f"interrupted at step {step}; checkpoint saved; relaunch the same command to resume")
 
 
 # Config fields a relaunch in the same work directory may change: when and how often the run stops, logs,
@@ -648,7 +643,7 @@ def _train_loop(config, workdir, task, plan, weighting, tx, learning_rate_fn, st
         check_finite()
         checkpointer.save(parallel.unreplicate(replicated), force=True)
         checkpointer.wait_until_finished()
-        raise TrainingInterrupted(step, saved=True)
+        raise TrainingInterrupted(step)
   if counter.count > 1:
     writer.log(f"warning: the train step was traced {counter.count} times.")
 
