@@ -45,12 +45,13 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.batch_size = 32
   config.total_steps = config_dict.placeholder(int)
   config.total_epochs = config_dict.placeholder(float)
-  config.log_every_steps = 50
+  # Typed even where a config sets them to None (set_duration), so that the command line can still set them.
+  config.log_every_steps = config_dict.FieldReference(50, field_type=int)
   config.log_every_epochs = config_dict.placeholder(float)
   # 0 means: evaluate / checkpoint only at the end.
-  config.eval_every_steps = 0
+  config.eval_every_steps = config_dict.FieldReference(0, field_type=int)
   config.eval_every_epochs = config_dict.placeholder(float)
-  config.checkpoint_every_steps = 1000
+  config.checkpoint_every_steps = config_dict.FieldReference(1000, field_type=int)
   config.checkpoint_every_epochs = config_dict.placeholder(float)
   # Optional wall-time budget (seconds): the run then stops, says so and records complete=False in
   # results.json; relaunching continues it. None (default): results never depend on the machine's speed.

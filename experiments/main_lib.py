@@ -19,7 +19,11 @@ line follows, for every experiment:
 * ``--config.<field>=None`` unsets an optional field;
 * each duration is given in one unit: ``--config.total_steps=20`` replaces the config's
   ``total_epochs`` (and ``--config.total_epochs=2`` its ``total_steps``), likewise for ``log_every``,
-  ``eval_every`` and ``checkpoint_every``; giving both units of one duration is refused.
+  ``eval_every`` and ``checkpoint_every``; giving both units of one duration is refused;
+* a ``--workdir`` holding a run of another configuration is refused before any data work (one line
+  naming the differing fields, exit status 2; ``docs/trainer.md`` lists what a relaunch may change); a
+  diverged run or unreadable checkpoints end in one line and exit status 1; Ctrl-C saves the last step
+  and ends in one line and exit status 130 (relaunching the same command resumes).
 
 Multi-process runs add ``--coordinator_address=host:port --num_processes=N --process_id=i`` (or the
 ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` environment variables).
@@ -199,7 +203,23 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def main(make_task: Union[str, Callable[[Any], Any]], argv: list[str]) -> Any:
   """Initialises jax.distributed if requested, checks the config, runs ``train_and_evaluate``; returns its
-  result. ``make_task`` is ``make_task(config) -> Task`` or the dotted name of its task module."""
+  result. ``make_task`` is ``make_task(config) -> Task`` or the dotted name of its task module.
+
+  Expected failures end in one line on stderr, no traceback: a config or work-directory mistake (exit
+  status 2), a diverged run or unreadable checkpoints (1), Ctrl-C (130, after saving a checkpoint of the
+  last step when training had started).
+  """
+  try:
+    return _main(make_task, argv)
+  except KeyboardInterrupt as interrupt:
+    # TrainingInterrupted says which step was saved; a bare KeyboardInterrupt came before or after training.
+    message = str(interrupt) or ("interrupted; relaunch the same command to resume from the last checkpoint "
+                                 "(if any)")
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(130)
+
+
+def _main(make_task: Union[str, Callable[[Any], Any]], argv: list[str]) -> Any:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
@@ -210,6 +230,7 @@ def main(make_task: Union[str, Callable[[Any], Any]], argv: list[str]) -> Any:
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   from ranking_jax.data import errors  # pylint: disable=g-import-not-at-top
   from ranking_jax.train import config as train_config  # pylint: disable=g-import-not-at-top
+  from ranking_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
   from ranking_jax.train import trainer  # pylint: disable=g-import-not-at-top
   from ranking_jax.train import preflight  # pylint: disable=g-import-not-at-top
   module = importlib.import_module(make_task) if isinstance(make_task, str) else None
@@ -222,6 +243,10 @@ def main(make_task: Union[str, Callable[[Any], Any]], argv: list[str]) -> Any:
     # Expected user errors: the message says what to do; a traceback would only hide it.
     print(f"error: {error}", file=sys.stderr, flush=True)
     sys.exit(2)
+  except (FloatingPointError, checkpoint.CheckpointReadError) as error:
+    # A diverged run or a work directory whose checkpoints cannot be read: the message names the step.
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(1)
   if not result.results.get("complete", True):
     print(f"NOTE: this run is INCOMPLETE ({result.results.get('stopped_early')}); relaunch the same "
           "command to finish it.", flush=True)

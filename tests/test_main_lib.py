@@ -68,3 +68,50 @@ def test_a_value_the_task_cannot_use_is_one_usage_line(tmp_path):
   assert completed.returncode == 2, completed.stderr[-2000:]
   assert "config.data.flip must be one of" in completed.stderr and "Traceback" not in completed.stderr
   assert not workdir.exists() or not any(workdir.iterdir())  # refused before anything was written
+
+
+CONFIG_FILES = sorted(p for p in (REPO / "configs").glob("*.py") if p.name != "__init__.py")
+
+
+def _parse(monkeypatch, argv):
+  """``main_lib.parse_flags(argv)`` on the global FLAGS, as a fresh process would (config_flags reads
+  sys.argv and defines one flag per overridden key: those of an earlier parse are removed first)."""
+  for name in list(main_lib.FLAGS):
+    if name.startswith("config."):
+      delattr(main_lib.FLAGS, name)
+  main_lib.FLAGS.unparse_flags()
+  monkeypatch.setattr(sys, "argv", list(argv))
+  main_lib.parse_flags(list(argv))
+  return main_lib.FLAGS.config
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_every_duration_of_every_config_takes_either_unit_on_the_command_line(path, monkeypatch, capsys):
+  """The step/epoch twin rule for every duration (a field the config left None used to be untyped)."""
+  for arg in ("", ":smoke"):
+    for stem in main_lib.DURATIONS:
+      for unit, twin, value in (("steps", "epochs", 50), ("epochs", "steps", 2.5)):
+        try:
+          config = _parse(monkeypatch, ["prog", f"--config={path}{arg}", "--workdir=/tmp/rj-unused",
+                                        f"--config.{stem}_{unit}={value}"])
+        except SystemExit:
+          pytest.fail(f"{path.name}{arg} --config.{stem}_{unit}={value}: {capsys.readouterr().err}")
+        assert config[f"{stem}_{unit}"] == value and config[f"{stem}_{twin}"] is None, (path, arg, stem)
+
+
+def _untyped_none_fields(config, prefix=""):
+  from ml_collections import config_dict  # pylint: disable=g-import-not-at-top
+  for key in config.keys():
+    value = config[key]
+    if isinstance(value, config_dict.ConfigDict):
+      yield from _untyped_none_fields(value, f"{prefix}{key}.")
+    elif value is None and not isinstance(config._fields[key], config_dict.FieldReference):  # pylint: disable=protected-access
+      yield prefix + key
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_no_config_field_is_an_untyped_none(path):
+  """A None field without a declared type cannot be set from the command line at all."""
+  for arg in (None, "smoke"):
+    config = main_lib._load_config_file(f"{path}:{arg}" if arg else str(path))  # pylint: disable=protected-access
+    assert not list(_untyped_none_fields(config)), (path.name, arg)

@@ -221,3 +221,136 @@ def test_validation_and_test_evaluators():
   evaluators["test"].make_iterator()
   evaluators["validation"].make_iterator()
   assert calls == ["t", "v"]
+
+
+def test_a_diverged_run_stops_and_saves_nothing_non_finite(tmp_path):
+  config = tt.small_config()
+  config.optimizer.learning_rate = 1e30
+  config.checkpoint_every_steps = 1
+  with pytest.raises(FloatingPointError, match="diverged at step") as raised:
+    trainer.train_and_evaluate(config, str(tmp_path), tt.make_task)
+  bad_step = int(str(raised.value).split("diverged at step ")[1].split(":")[0])
+  assert not os.path.exists(os.path.join(tmp_path, "results.json"))
+  # Every checkpoint written holds finite numbers, and none is of the diverged step or later.
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(tmp_path, "checkpoints"), async_save=False)
+  steps = checkpointer.all_steps()
+  assert all(s < bad_step for s in steps)
+  for step in steps:
+    restored = trainer.load_state(config, str(tmp_path), tt.make_task, step=step)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(restored.params))
+  # No train record of the diverged step or later (they would be NaN).
+  assert all(r["step"] < bad_step for r in _records(tmp_path))
+
+
+def test_the_step_flags_a_non_finite_state_even_when_the_loss_is_finite():
+  """A loss that ignores non-finite scores (as the ranking losses do) reads 0 on a NaN model."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  config = tt.small_config()
+  task = tt.make_task(config)
+  masked = {"rank": lambda out, batch: jnp.sum(jnp.where(jnp.isfinite(out), out, 0.0)) * 0.0}
+  tx, lr = optim.make_optimizer(config.optimizer, steps_per_epoch=4, total_steps=2)
+  weighting = schedules.as_weighting(schedules.weighted({"rank": 1.0}), ["rank"])
+  state = state_lib.create_train_state(task.model, tx, np.zeros((4, tt.NUM_FEATURES), np.float32),
+                                       jax.random.PRNGKey(0), {})
+  step_fn = parallel.pmap_train_step(parallel.make_train_step(task.model, masked, weighting, tx, lr))
+  batch = parallel.shard(next(task.make_train_iterator(0, 0, 1)))
+  _, metrics = step_fn(parallel.replicate(state), batch)
+  assert np.all(np.asarray(metrics[parallel.ALL_FINITE]) == 1.0)
+  poisoned = state.replace(params=jax.tree_util.tree_map(lambda x: np.full_like(x, np.nan), state.params))
+  _, metrics = step_fn(parallel.replicate(poisoned), batch)
+  assert np.all(np.asarray(metrics["loss"]) == 0.0)  # the loss alone cannot tell
+  assert np.all(np.asarray(metrics[parallel.ALL_FINITE]) == 0.0)
+
+
+def test_non_finite_eval_outputs_are_an_error_but_padding_is_not():
+  def eval_step(state, batch):  # NaN on the padding rows only, or on a real row too when asked
+    del state
+    out = np.where(batch["mask"], 1.0, np.nan)
+    return np.where(batch["poison"], np.nan, out)
+
+  batches = [{"inputs": np.zeros((8, 1)), "poison": np.zeros(8, bool)},
+             {"inputs": np.zeros((3, 1)), "poison": np.zeros(3, bool)}]  # padded to 8
+  metrics_fn = lambda predictions, targets: {"n": float(len(predictions))}
+  assert trainer.evaluate(eval_step, None, batches, metrics_fn).metrics == {"n": 11.0}
+  batches[1]["poison"] = np.array([False, True, False])
+  with pytest.raises(FloatingPointError, match="1 of 11 model outputs on the test split are NaN"):
+    trainer.evaluate(eval_step, None, batches, metrics_fn, "test")
+
+
+def _leaf_changed(value):
+  """Another value of the same JSON kind (None becomes a number)."""
+  if isinstance(value, bool):
+    return not value
+  if isinstance(value, (int, float)):
+    return value * 2 + 1
+  if isinstance(value, str):
+    return value + "_other"
+  if isinstance(value, list):
+    return value + [1]
+  if isinstance(value, dict):  # an empty group
+    return {"added": 1.0}
+  return 1
+
+
+def _set(tree, dotted, value):
+  *parents, leaf = dotted.split(".")
+  for parent in parents:
+    tree = tree[parent]
+  tree[leaf] = value
+
+
+def test_every_config_field_is_identity_unless_a_relaunch_may_change_it(tmp_path):
+  """Property over every field of an experiment config: a changed field is refused (naming it) unless it
+  is one of trainer.RELAUNCH_MAY_CHANGE."""
+  import copy  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, str(tt.REPO))
+  from configs import image_difficulty  # pylint: disable=g-import-not-at-top
+  recorded = image_difficulty.get_config("kendall").to_dict()
+  trainer._check_workdir(str(tmp_path), "signature", recorded, True)  # pylint: disable=protected-access
+  trainer.check_workdir_config(str(tmp_path), copy.deepcopy(recorded))  # the same config is accepted
+  fields = trainer._flatten(json.loads(json.dumps(recorded)))  # pylint: disable=protected-access
+  assert len(fields) > 40 and set(trainer.RELAUNCH_MAY_CHANGE) & set(fields)
+  for key, value in fields.items():
+    changed = copy.deepcopy(recorded)
+    _set(changed, key, _leaf_changed(value))
+    if key in trainer.RELAUNCH_MAY_CHANGE:
+      trainer.check_workdir_config(str(tmp_path), changed)
+    else:
+      with pytest.raises(trainer.WorkdirMismatchError, match=f"config fields differ: {key} = "):
+        trainer.check_workdir_config(str(tmp_path), changed)
+  # A field added or removed (another experiment's config) is refused too.
+  with pytest.raises(trainer.WorkdirMismatchError, match="extra = 1 here, absent there"):
+    trainer.check_workdir_config(str(tmp_path), {**recorded, "extra": 1})
+  # Under the cosine schedule the step budget is the schedule's horizon: identity.
+  cosine = copy.deepcopy(recorded)
+  cosine["optimizer"]["schedule"]["name"] = "cosine"
+  trainer._check_workdir(str(tmp_path / "cosine"), "signature", cosine, True)  # pylint: disable=protected-access
+  cosine["total_epochs"] = 30.0
+  with pytest.raises(trainer.WorkdirMismatchError, match="total_epochs = 30.0 here, 15.0 there"):
+    trainer.check_workdir_config(str(tmp_path / "cosine"), cosine)
+
+
+def test_another_configuration_is_refused_before_the_task_is_built(alternating_run):
+  config, workdir, _ = alternating_run
+  other = tt.small_config()
+  other.optimizer.learning_rate = 0.01
+  def make_task(_):
+    raise AssertionError("the task (its data) was built before the workdir check")
+  with pytest.raises(trainer.WorkdirMismatchError, match=r"optimizer.learning_rate = 0.01 here, 0.05 there"):
+    trainer.train_and_evaluate(other, workdir, make_task)
+  # A field a relaunch may change is accepted: the finished run is returned unchanged.
+  same = tt.small_config()
+  same.eval_every_steps, same.keep_checkpoints = 4, 5
+  assert trainer.train_and_evaluate(same, workdir, tt.make_task).results["step"] == 12
+  del config
+
+
+def test_run_json_of_an_earlier_version_is_checked_through_its_recorded_config(tmp_path):
+  config = tt.small_config()
+  with open(os.path.join(tmp_path, "run.json"), "w", encoding="utf-8") as f:
+    json.dump({"shape_signature": "x", "variant": None, "config": config.to_dict()}, f)
+  trainer.check_workdir_config(str(tmp_path), config)
+  config.seed = 7
+  with pytest.raises(trainer.WorkdirMismatchError, match="seed = 7 here, 0 there"):
+    trainer.check_workdir_config(str(tmp_path), config)

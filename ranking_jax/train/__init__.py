@@ -54,7 +54,7 @@ The pieces, one module each:
 See ``docs/trainer.md`` for the details and ``configs/base.py`` for the shared config fields.
 """
 
-from ranking_jax.train.checkpoint import Checkpointer
+from ranking_jax.train.checkpoint import CheckpointReadError, Checkpointer
 from ranking_jax.train.config import ConfigValueError, StepPlan, plan_steps
 from ranking_jax.train.optim import learning_rate_schedule, make_optimizer
 from ranking_jax.train.parallel import AXIS_NAME, make_eval_step, make_train_step
@@ -62,14 +62,17 @@ from ranking_jax.train.requirements import Requirements, check_requirements
 from ranking_jax.train.schedules import (LossWeighting, alternating, piecewise, uncertainty,
                                          weighted)
 from ranking_jax.train.state import TrainState, count_params, create_train_state, fingerprint
-from ranking_jax.train.trainer import (Evaluator, Predictions, Task, TrainResult, WorkdirMismatchError,
-                                       evaluate, load_state, measure_train_step, shape_signature,
-                                       train_and_evaluate, validation_and_test)
+from ranking_jax.train.trainer import (RELAUNCH_MAY_CHANGE, Evaluator, Predictions, Task, TrainingInterrupted,
+                                       TrainResult, WorkdirMismatchError, check_workdir_config,
+                                       config_identity, evaluate, load_state, measure_train_step,
+                                       shape_signature, train_and_evaluate, validation_and_test)
 
 __all__ = [
-    "AXIS_NAME", "Checkpointer", "Evaluator", "LossWeighting", "Predictions", "StepPlan", "Task",
-    "Requirements", "TrainResult", "TrainState", "WorkdirMismatchError", "alternating", "count_params",
-    "check_requirements", "create_train_state", "evaluate", "fingerprint", "learning_rate_schedule", "load_state",
+    "AXIS_NAME", "CheckpointReadError", "Checkpointer", "Evaluator", "LossWeighting", "Predictions",
+    "RELAUNCH_MAY_CHANGE", "Requirements", "StepPlan", "Task", "TrainResult", "TrainState",
+    "TrainingInterrupted", "WorkdirMismatchError", "alternating", "check_requirements",
+    "check_workdir_config", "config_identity", "count_params", "create_train_state", "evaluate",
+    "fingerprint", "learning_rate_schedule", "load_state",
     "make_eval_step", "make_optimizer", "make_train_step", "measure_train_step", "piecewise", "plan_steps",
     "shape_signature", "train_and_evaluate", "uncertainty", "validation_and_test", "weighted",
 ]

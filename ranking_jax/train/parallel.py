@@ -39,6 +39,7 @@ from ranking_jax.errors import ConfigValueError
 Array = jax.Array
 AXIS_NAME = "batch"
 LOSS_SCOPES = ("global", "device")
+ALL_FINITE = "all_finite"  # the step's finiteness flag in its metrics (checked by the trainer, not logged)
 
 LossTerm = Callable[[Any, Mapping[str, Array]], Array]
 
@@ -55,6 +56,17 @@ def _mean_floating(tree: Any, axis_name: str) -> Any:
       lambda x: jax.lax.pmean(x, axis_name) if jnp.issubdtype(x.dtype, jnp.inexact) else x, tree)
 
 
+def all_finite(*trees: Any) -> Array:
+  """float32 1.0 if every floating-point leaf of ``trees`` is finite (no NaN or inf), else 0.0.
+
+  >>> float(all_finite({"w": jnp.ones(3)}, jnp.float32(2.0))), float(all_finite({"w": jnp.array([1.0, jnp.nan])}))
+  (1.0, 0.0)
+  """
+  flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(trees)
+           if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(flags)).astype(jnp.float32) if flags else jnp.ones((), jnp.float32)
+
+
 def make_train_step(model: nn.Module, loss_terms: Mapping[str, LossTerm],
                     weighting: schedules_lib.LossWeighting, tx: optax.GradientTransformation,
                     learning_rate_fn: Callable[[Array], Array], *, loss_scope: str = "global",
@@ -63,7 +75,9 @@ def make_train_step(model: nn.Module, loss_terms: Mapping[str, LossTerm],
   """The per-device train step ``(state, batch) -> (state, metrics)``; run it under :func:`pmap_train_step`.
 
   ``metrics`` holds ``loss`` (the combined loss), ``loss/<name>`` and ``weight/<name>`` per term,
-  ``grad_norm`` and ``learning_rate``, all averaged over devices.
+  ``grad_norm`` and ``learning_rate``, all averaged over devices, and ``all_finite`` (:data:`ALL_FINITE`):
+  1.0 if the loss, the gradients, the updated parameters and batch statistics are all finite on every
+  device, else 0.0 (the trainer stops on 0.0; it is not logged).
   """
   if loss_scope not in LOSS_SCOPES:
     raise ConfigValueError(f"loss_scope must be one of {LOSS_SCOPES}, got {loss_scope!r}.")
@@ -112,6 +126,8 @@ def make_train_step(model: nn.Module, loss_terms: Mapping[str, LossTerm],
     metrics.update({f"loss/{k}": v for k, v in losses.items()})
     metrics.update({f"weight/{k}": jnp.asarray(v, jnp.float32) for k, v in weights.items()})
     metrics = jax.lax.pmean(metrics, axis_name)
+    # Losses count non-finite scores as masked, so a diverged model can show a loss of 0: check the state.
+    metrics[ALL_FINITE] = jax.lax.pmin(all_finite(total, grads, params, new_model_state), axis_name)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               model_state={**state.model_state, **new_model_state})
     return new_state, metrics

@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
@@ -139,7 +141,92 @@ class Task:
 
 
 class WorkdirMismatchError(ValueError):
-  """The work directory holds a run whose parameters have other shapes (another configuration)."""
+  """The work directory holds a run of another configuration (config fields or parameter shapes differ)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+  """Ctrl-C (SIGINT) stopped training after step ``step``, whose checkpoint was saved.
+
+  A ``KeyboardInterrupt``, so code that catches Ctrl-C keeps working; the experiment mains print its
+  message as one line and exit with status 130.
+  """
+
+  def __init__(self, step: int):
+    self.step = int(step)
+    super().__init__(f"interrupted at step {step}; checkpoint saved; relaunch the same command to resume")
+
+
+# Config fields a relaunch in the same work directory may change: when and how often the run stops, logs,
+# evaluates and checkpoints, and where caches and exports go; they do not change the parameters. Every other
+# field is the run's identity (run.json). ``total_*`` is identity under the cosine schedule (its horizon).
+RELAUNCH_MAY_CHANGE = (
+    "total_steps", "total_epochs", "log_every_steps", "log_every_epochs", "eval_every_steps",
+    "eval_every_epochs", "checkpoint_every_steps", "checkpoint_every_epochs", "max_train_seconds",
+    "keep_checkpoints", "async_checkpointing", "block_every_step",
+    "data.cache_dir", "data.index_cache_path", "export_dir", "export_pretrained", "command")
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping) and value:
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def config_identity(config: Any) -> dict[str, Any]:
+  """The fields of ``config`` that define what a run computes: ``{dotted key: value}``, JSON-normalised.
+
+  Everything except :data:`RELAUNCH_MAY_CHANGE` (``total_steps``/``total_epochs`` stay in when
+  ``optimizer.schedule.name`` is ``"cosine``", whose decay horizon is the step budget). Tuples become
+  lists, so a config and its ``run.json`` copy compare equal.
+  """
+  flat = _flatten(json.loads(json.dumps(_config_dict(config), sort_keys=True, default=repr)))
+  may_change = set(RELAUNCH_MAY_CHANGE)
+  if flat.get("optimizer.schedule.name") == "cosine":
+    may_change -= {"total_steps", "total_epochs"}
+  return {k: v for k, v in sorted(flat.items()) if k not in may_change}
+
+
+def _identity_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+  """``"<key> = <value here> here, <value there> there"`` for each key whose value differs (or is absent)."""
+  out = []
+  for key in sorted(set(recorded) | set(current)):
+    if key not in recorded or key not in current or recorded[key] != current[key]:
+      here = repr(current[key]) if key in current else "absent"
+      there = repr(recorded[key]) if key in recorded else "absent"
+      out.append(f"{key} = {here} here, {there} there")
+  return out
+
+
+def check_workdir_config(workdir: str, config: Any) -> None:
+  """Refuses ``workdir`` when it holds a run whose :func:`config_identity` differs from ``config``'s.
+
+  Reads ``workdir/run.json`` only (written by :func:`train_and_evaluate` at the first launch); cheap, so
+  it runs before the task is built (before any data are rendered or loaded).
+
+  Raises:
+    WorkdirMismatchError: one line naming the differing fields (up to 6) and what to do.
+  """
+  recorded = _read_json(os.path.join(workdir, "run.json"))
+  if recorded is None:
+    return
+  if "identity" in recorded:
+    before = recorded["identity"]
+  elif "config" in recorded:  # run.json of an earlier version: the identity of its recorded config
+    before = config_identity(recorded["config"])
+  else:
+    return
+  differences = _identity_differences(before, config_identity(config))
+  if differences:
+    shown = "; ".join(differences[:6]) + (f"; ... ({len(differences) - 6} more)" if len(differences) > 6 else "")
+    raise WorkdirMismatchError(
+        f"{workdir} holds a run of another configuration (config fields differ: {shown}). Use a new "
+        "--workdir (or delete that directory to start over); a relaunch may change only the durations "
+        "(total_*, log/eval/checkpoint_every_*), max_train_seconds, keep_checkpoints, async_checkpointing, "
+        "block_every_step and the cache/export paths (docs/trainer.md).")
 
 
 def _pad_batch(batch: Batch, size: int) -> dict[str, np.ndarray]:
@@ -165,11 +252,12 @@ def _pad_batch(batch: Batch, size: int) -> dict[str, np.ndarray]:
 
 
 def evaluate(p_eval_step: Callable, replicated_state: Any, batches: Iterable[Batch],
-             metrics_fn: Callable[[Any, Batch], Mapping[str, float]]) -> Predictions:
+             metrics_fn: Callable[[Any, Batch], Mapping[str, float]], name: str = "eval") -> Predictions:
   """Runs the model over ``batches``, gathers the outputs on host (all processes), calls ``metrics_fn``.
 
   Raises:
     ValueError: the iterator yields no batch, or batches whose entries differ in leading size.
+    FloatingPointError: a model output (padding excluded) is NaN or infinite: the model diverged.
   """
   n_local = jax.local_device_count()
   size = None
@@ -190,6 +278,11 @@ def evaluate(p_eval_step: Callable, replicated_state: Any, batches: Iterable[Bat
   concat = lambda *xs: np.concatenate(xs)
   predictions = jax.tree_util.tree_map(concat, *predictions)
   targets = jax.tree_util.tree_map(concat, *targets)
+  for path, leaf in jax.tree_util.tree_leaves_with_path(predictions):
+    if np.issubdtype(leaf.dtype, np.inexact) and not np.all(np.isfinite(leaf)):
+      where = f" {jax.tree_util.keystr(path)}" if path else ""
+      raise FloatingPointError(f"{int(np.sum(~np.isfinite(leaf)))} of {leaf.size} model outputs{where} on the "
+                               f"{name} split are NaN or infinite: the model diverged.")
   metrics = {k: float(v) for k, v in metrics_fn(predictions, targets).items()}
   return Predictions(outputs=predictions, targets=targets, metrics=metrics)
 
@@ -274,13 +367,19 @@ def load_state(config: Any, workdir: str, task: Task | Callable[[Any], Task],
   """The host :class:`TrainState` saved by a run of ``(config, task)`` in ``workdir`` (default: latest step).
 
   For evaluating or exporting a trained model, e.g.
-  ``variables = {"params": state.params["model"], **state.model_state}``.
+  ``variables = {"params": state.params["model"], **state.model_state}``. ``config`` only builds the
+  template (its parameter shapes), so evaluation settings may differ from the run's. Without ``step``, the
+  newest readable step (a damaged newer step directory is skipped, not moved).
+
+  Raises:
+    FileNotFoundError: no checkpoint in ``workdir``.
+    ranking_jax.train.checkpoint.CheckpointReadError: no checkpoint (or not ``step``) can be read.
   """
   if callable(task) and not isinstance(task, Task):
     task = task(config)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
   try:
-    state, restored = checkpointer.restore(_set_up(config, task).state, step)
+    state, restored = checkpointer.restore(_set_up(config, task).state, step, set_aside_damaged=False)
   finally:
     checkpointer.close()
   if restored is None:
@@ -310,18 +409,50 @@ def _read_json(path: str) -> Optional[dict[str, Any]]:
 
 
 def _check_workdir(workdir: str, signature: str, config: Any, is_chief: bool) -> None:
-  """Records the run's shape signature in ``workdir/run.json``, or refuses a mismatching directory."""
+  """Refuses a ``workdir`` whose run has other parameter shapes; records ``run.json`` at the first launch.
+
+  ``run.json`` = ``{"identity": config_identity(config), "shape_signature", "variant", "config"}``
+  (:func:`check_workdir_config` compares the identity before the task is built).
+  """
   path = os.path.join(workdir, "run.json")
   recorded = _read_json(path)
-  if recorded is not None and recorded.get("shape_signature") != signature:
+  if recorded is not None and recorded.get("shape_signature", signature) != signature:
     raise WorkdirMismatchError(
         f"{workdir} holds a run of another configuration (variant {recorded.get('variant')!r}, parameter "
         f"shapes differ from this one's, variant {_config_get(config, 'variant')!r}). Use a new --workdir "
         "(or delete that directory to start over).")
-  if recorded is None and is_chief:
+  if is_chief and (recorded is None or "identity" not in recorded):
     os.makedirs(workdir, exist_ok=True)
-    writers.write_json(path, {"shape_signature": signature, "variant": _config_get(config, "variant"),
-                              "config": _config_dict(config)})
+    writers.write_json(path, {"identity": config_identity(config), "shape_signature": signature,
+                              "variant": _config_get(config, "variant"), "config": _config_dict(config)})
+
+
+class _InterruptRequest:
+  """While active, the first Ctrl-C (SIGINT) only sets :attr:`requested` (the loop stops after the current
+  step and saves it); a second one raises ``KeyboardInterrupt`` at once. Inactive outside the main thread
+  and in multi-process runs (a save is collective: one process cannot save alone)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self) -> "_InterruptRequest":
+    if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
+      self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def _handle(self, signum, frame) -> None:
+    del signum, frame
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    # os.write, not print: a print inside a signal handler fails if the interrupted code was printing.
+    os.write(2, b"Ctrl-C: stopping after this step and saving a checkpoint (press again to stop at once).\n")
+
+  def __exit__(self, *exc_info) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
+      self._previous = None
 
 
 def _config_get(config: Any, name: str) -> Any:
@@ -336,7 +467,7 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   """Trains ``task`` as described by ``config``; resumes from ``workdir/checkpoints`` when present.
 
   Every evaluator of the task runs at the end (and the periodic ones every ``config.eval_every_*``).
-  Writes (process 0 only) ``workdir/run.json`` (the run's shape signature and config),
+  Writes (process 0 only) ``workdir/run.json`` (the run's config identity, shape signature and config),
   ``workdir/metrics.jsonl``, ``workdir/tensorboard/`` and, at the end, ``workdir/results.json`` =
   ``{"step", "total_steps", "complete", "stopped_early", "num_params", "fingerprint", "train_metrics",
   "eval": {split: metrics}, "train_step_compilations", "config", "report"}``, where ``fingerprint`` is
@@ -345,13 +476,27 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   reached), and ``report`` is what ``task.report`` returned.
 
   A relaunch of a complete run changes nothing: it returns the recorded results (and the restored
-  state) without training, evaluating or writing again.
+  state) without training, evaluating or writing again. A relaunch may change only the fields of
+  :data:`RELAUNCH_MAY_CHANGE`; ``run.json`` records the rest (:func:`config_identity`) at the first launch.
+  Resume starts from the newest readable checkpoint (an unreadable newer step directory is moved aside
+  to ``<step>.damaged`` and named in a warning line).
 
   Raises:
-    WorkdirMismatchError: ``workdir`` holds a run of a configuration with other parameter shapes.
-    FloatingPointError: the training loss became non-finite.
+    WorkdirMismatchError: ``workdir`` holds a run of another configuration: config fields outside
+      :data:`RELAUNCH_MAY_CHANGE` differ (checked before ``task(config)`` is called, so before any data
+      work), or the parameter shapes differ.
+    FloatingPointError: the run diverged: the loss, gradients, parameters or batch statistics of a step
+      (checked every step on CPU, else at each log window and before every save and evaluation), or the
+      model outputs of an evaluation, are NaN or infinite. Nothing of that state is saved and no
+      ``results.json`` is written.
+    TrainingInterrupted: Ctrl-C (SIGINT, single-process runs in the main thread): training stopped after
+      the current step and its checkpoint was saved (a ``KeyboardInterrupt``; a second Ctrl-C raises a
+      plain ``KeyboardInterrupt`` at once).
+    ranking_jax.train.checkpoint.CheckpointReadError: no checkpoint step in ``workdir`` can be read.
     ValueError: inconsistent config fields (batch size, durations) or task.
   """
+  # The workdir check reads run.json only: before the task is built (data rendered or loaded).
+  check_workdir_config(workdir, config)
   if callable(task) and not isinstance(task, Task):
     task = task(config)
   requirements_lib.check_requirements(config, task.requirements)
@@ -365,7 +510,15 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                              max_to_keep=int(config.keep_checkpoints),
                                              async_save=bool(config.get("async_checkpointing", True)))
-  state, restored_step = checkpointer.restore(state)
+  try:
+    state, restored_step = checkpointer.restore(state)
+  except BaseException:
+    checkpointer.close()
+    raise
+  if is_chief:
+    for skipped in checkpointer.skipped:
+      print(f"warning: skipped the unreadable checkpoint directory {skipped.path} ({skipped.error}); moved "
+            f"it to {skipped.moved_to}.", flush=True)
   start_step = int(np.asarray(state.step))
   results_path = os.path.join(workdir, "results.json")
   recorded = _read_json(results_path)
@@ -378,6 +531,20 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
     return TrainResult(state=state, results=recorded, predictions={})
 
   writer = writers.MetricWriter(workdir, enabled=is_chief)
+  try:
+    return _train_loop(config, workdir, task, plan, weighting, tx, learning_rate_fn, state, restored_step,
+                       recorded, checkpointer, writer, is_chief)
+  finally:
+    writer.close()
+    checkpointer.close()  # waits for a save in flight (a good checkpoint) even when the run fails
+
+
+def _train_loop(config, workdir, task, plan, weighting, tx, learning_rate_fn, state, restored_step, recorded,
+                checkpointer, writer, is_chief) -> TrainResult:
+  """The body of :func:`train_and_evaluate` once the state is restored (the caller closes the writers)."""
+  process_index, process_count = jax.process_index(), jax.process_count()
+  results_path = os.path.join(workdir, "results.json")
+  start_step = int(np.asarray(state.step))
   # The steps after the checkpoint are recomputed below (and the final evaluation of a finished run).
   writer.discard_after(start_step, evaluations_at_step=start_step < plan.total_steps)
   num_params = state_lib.count_params(state.params["model"])
@@ -401,10 +568,28 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
       if not (final or evaluator.periodic):
         continue
       writer.log(f"evaluating {split} @ step {step} ...")
-      out[split] = evaluate(p_eval_step, replicated, evaluator.make_iterator(), evaluator.metrics_fn)
+      out[split] = evaluate(p_eval_step, replicated, evaluator.make_iterator(), evaluator.metrics_fn, split)
       writer.write_scalars(step, out[split].metrics, split=split)
       writer.log(f"{split} @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in out[split].metrics.items()))
     return out
+
+  # (step, per-device finiteness flag) of the steps not checked yet: read at each log window, before each
+  # save and evaluation (every step where the host blocks on each step anyway), so a diverged state is
+  # never saved, evaluated or reported.
+  unchecked: list[tuple[int, Any]] = []
+
+  def check_finite() -> None:
+    flags = jax.device_get([flag for _, flag in unchecked])
+    for (step, _), flag in zip(unchecked, flags):
+      if not np.all(np.asarray(flag) > 0):
+        last = checkpointer.latest_step()
+        raise FloatingPointError(
+            f"the run diverged at step {step}: its loss, gradients or parameters are NaN or infinite "
+            f"(optimizer.learning_rate={_config_get(config.optimizer, 'learning_rate')}); neither that state "
+            "nor results.json was written (" + ("no checkpoint yet" if last is None else
+                                                f"the last checkpoint is of step {last}")
+            + "). Lower the learning rate or set optimizer.grad_clip_norm, in a new --workdir.")
+    unchecked.clear()
 
   replicated = parallel.replicate(state)
   del state
@@ -419,43 +604,56 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   step = start_step
   if step < plan.total_steps:
     writer.log("compiling the train step (the first step takes longer) ...")
-  while step < plan.total_steps:
-    batch = next(iterator)
-    compile_start = time.perf_counter() if step == start_step else None
-    replicated, metrics = p_train_step(replicated, parallel.shard(batch))
-    if block or compile_start is not None:
-      jax.block_until_ready(metrics["loss"])
-    if compile_start is not None:
-      writer.log(f"first step (compilation included) took {time.perf_counter() - compile_start:.1f} s")
-      throughput = writers.Throughput(int(config.batch_size), plan.total_steps, step + 1)
-    history.append(metrics)
-    step += 1
-    out_of_time = deadline is not None and time.monotonic() > deadline
-    if (step == plan.total_steps or out_of_time or (plan.log_every and step % plan.log_every == 0)):
-      train_metrics = _mean_metrics(history)
-      history = []
-      if not np.isfinite(train_metrics["loss"]):
-        raise FloatingPointError(f"Non-finite training loss at step {step}: {train_metrics}.")
-      examples_per_second, eta = throughput.report(step)
-      if examples_per_second > 0:
-        rates.append(examples_per_second)
-      writer.write_scalars(step, {**train_metrics, "examples_per_second": examples_per_second})
-      shown = {k: v for k, v in train_metrics.items() if k == "loss" or k.startswith("loss/")}
-      writer.log(writers.format_progress(step, plan.total_steps, examples_per_second, eta, shown,
-                                         unit=task.example_name))
-    if out_of_time and step < plan.total_steps:
-      stopped_early = (f"config.max_train_seconds={max_seconds} reached at step {step} of "
-                       f"{plan.total_steps}")
-      writer.log(f"STOPPED EARLY: {stopped_early}; the results below are those of an incomplete run "
-                 "(relaunch the same command to continue).")
-      break
-    if plan.eval_every and step % plan.eval_every == 0 and step < plan.total_steps:
-      run_evaluators(replicated, step, final=False)
-    if plan.checkpoint_every and step % plan.checkpoint_every == 0 and step < plan.total_steps:
-      checkpointer.save(parallel.unreplicate(replicated))
+  with _InterruptRequest() as interrupt:
+    while step < plan.total_steps:
+      batch = next(iterator)
+      compile_start = time.perf_counter() if step == start_step else None
+      replicated, metrics = p_train_step(replicated, parallel.shard(batch))
+      unchecked.append((step + 1, metrics.pop(parallel.ALL_FINITE)))
+      if block or compile_start is not None:
+        jax.block_until_ready(metrics["loss"])
+      if block:
+        check_finite()
+      if compile_start is not None:
+        writer.log(f"first step (compilation included) took {time.perf_counter() - compile_start:.1f} s")
+        throughput = writers.Throughput(int(config.batch_size), plan.total_steps, step + 1)
+      history.append(metrics)
+      step += 1
+      out_of_time = deadline is not None and time.monotonic() > deadline
+      if (step == plan.total_steps or out_of_time or (plan.log_every and step % plan.log_every == 0)):
+        check_finite()
+        train_metrics = _mean_metrics(history)
+        history = []
+        if not np.isfinite(train_metrics["loss"]):
+          raise FloatingPointError(f"Non-finite training loss at step {step}: {train_metrics}.")
+        examples_per_second, eta = throughput.report(step)
+        if examples_per_second > 0:
+          rates.append(examples_per_second)
+        writer.write_scalars(step, {**train_metrics, "examples_per_second": examples_per_second})
+        shown = {k: v for k, v in train_metrics.items() if k == "loss" or k.startswith("loss/")}
+        writer.log(writers.format_progress(step, plan.total_steps, examples_per_second, eta, shown,
+                                           unit=task.example_name))
+      if out_of_time and step < plan.total_steps:
+        stopped_early = (f"config.max_train_seconds={max_seconds} reached at step {step} of "
+                         f"{plan.total_steps}")
+        writer.log(f"STOPPED EARLY: {stopped_early}; the results below are those of an incomplete run "
+                   "(relaunch the same command to continue).")
+        break
+      if plan.eval_every and step % plan.eval_every == 0 and step < plan.total_steps:
+        check_finite()
+        run_evaluators(replicated, step, final=False)
+      if plan.checkpoint_every and step % plan.checkpoint_every == 0 and step < plan.total_steps:
+        check_finite()
+        checkpointer.save(parallel.unreplicate(replicated))
+      if interrupt.requested and step < plan.total_steps:
+        check_finite()
+        checkpointer.save(parallel.unreplicate(replicated), force=True)
+        checkpointer.wait_until_finished()
+        raise TrainingInterrupted(step)
   if counter.count > 1:
     writer.log(f"warning: the train step was traced {counter.count} times.")
 
+  check_finite()
   final_state = parallel.unreplicate(replicated)
   checkpointer.save(final_state, force=True)
   checkpointer.wait_until_finished()
@@ -475,6 +673,4 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
     results["report"] = dict(task.report(result, workdir) or {})
   if is_chief:
     writers.write_json(results_path, results)
-  writer.close()
-  checkpointer.close()
   return result
