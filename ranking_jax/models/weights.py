@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -111,11 +111,12 @@ def load_backbone_weights(variables: Mapping[str, Any], path: PathLike, *, backb
 
 
 def _load_flat(variables: Mapping[str, Any], loaded: Mapping[str, np.ndarray], *, backbone: str, strict: bool,
-               source: str) -> dict[str, Any]:
-  """:func:`load_backbone_weights` for arrays already in memory (``source`` names them in errors)."""
+               source: str, keep: Sequence[str] = ()) -> dict[str, Any]:
+  """:func:`load_backbone_weights` for arrays already in memory (``source`` names them in errors; the
+  variables named in ``keep`` may be missing even if ``strict``)."""
   expected = _backbone_view(variables, backbone)
   unknown = sorted(set(loaded) - set(expected))
-  missing = sorted(set(expected) - set(loaded))
+  missing = sorted(set(expected) - set(loaded) - set(keep))
   mismatched = [f"{k}: file {loaded[k].shape} vs model {expected[k].shape}" for k in sorted(loaded)
                 if k in expected and loaded[k].shape != expected[k].shape]
   problems = []
@@ -304,8 +305,9 @@ def load_efficientnet_lite0_imagenet(variables: Mapping[str, Any], *, backbone: 
   """
   loaded = efficientnet_lite0_imagenet_weights()
   expected = _backbone_view(variables, backbone)
-  for key in ("params/fc/kernel", "params/fc/bias"):
-    if key not in expected or expected[key].shape != loaded[key].shape:
+  head = ("params/fc/kernel", "params/fc/bias")
+  if any(key not in expected or expected[key].shape != loaded[key].shape for key in head):
+    for key in head:
       del loaded[key]
-  return _load_flat(variables, loaded, backbone=backbone, strict=strict,
+  return _load_flat(variables, loaded, backbone=backbone, strict=strict, keep=head,
                     source=f"the EfficientNet-Lite0 ImageNet weights ({EFFICIENTNET_LITE0_REQUIREMENT})")
