@@ -105,7 +105,13 @@ def depthwise_conv_xla(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.
                                   feature_group_count=x.shape[-1])
 
 
-def _use_shifted(depthwise: str) -> bool:
+def uses_shifted_depthwise(depthwise: str) -> bool:
+  """Whether ``depthwise`` (``"auto"``, ``"shifted"`` or ``"xla"``) means :func:`depthwise_conv_shifted` on
+  the current default backend.
+
+  Raises:
+    ValueError: an unknown name.
+  """
   if depthwise not in DEPTHWISE_IMPLEMENTATIONS:
     raise ValueError(f"depthwise must be one of {DEPTHWISE_IMPLEMENTATIONS}, got {depthwise!r}.")
   return depthwise == "shifted" or (depthwise == "auto" and jax.default_backend() == "cpu")
@@ -127,7 +133,7 @@ class DepthwiseConv(nn.Module):
                         (self.kernel_size, self.kernel_size, 1, channels), jnp.float32)
     x = x.astype(self.dtype)
     kernel = kernel.astype(self.dtype)
-    conv = depthwise_conv_shifted if _use_shifted(self.depthwise) else depthwise_conv_xla
+    conv = depthwise_conv_shifted if uses_shifted_depthwise(self.depthwise) else depthwise_conv_xla
     return conv(x, kernel, self.stride)
 
 
@@ -240,7 +246,7 @@ class EfficientNetLite0(nn.Module):
       raise ValueError(f"EfficientNetLite0 expects NHWC RGB images [B, H, W, 3], got shape {images.shape}.")
     if self.input_range not in INPUT_RANGES:
       raise ValueError(f"input_range must be one of {INPUT_RANGES}, got {self.input_range!r}.")
-    _use_shifted(self.depthwise)  # validates the name
+    uses_shifted_depthwise(self.depthwise)  # validates the name
     x = images.astype(jnp.float32)
     if self.input_range == "0_1":
       x = x * 255.0
