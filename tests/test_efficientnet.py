@@ -143,6 +143,19 @@ def test_shifted_depthwise_convolution_equals_xla(shape, kernel, stride):
   np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)
 
 
+def test_shifted_depthwise_gradients_equal_xla():
+  # Fine-tuning differentiates through it: gradients to the input and the kernel, stride 2, 5x5, odd size.
+  rng = np.random.default_rng(0)
+  x, w = rng.normal(size=(2, 9, 7, 3)).astype(np.float32), rng.normal(size=(5, 5, 1, 3)).astype(np.float32)
+  cotangent = rng.normal(size=(2, 5, 4, 3)).astype(np.float32)
+  xla = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                                  feature_group_count=3)
+  grads = [jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w) * cotangent), argnums=(0, 1)))(x, w)
+           for conv in (xla, lambda x, w: efficientnet.depthwise_conv_shifted(x, w, 2))]
+  for expected, got in zip(*grads):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)
+
+
 # --- the restricted torch checkpoint reader ---
 
 
