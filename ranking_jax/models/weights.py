@@ -209,8 +209,11 @@ def from_efficientnet_lite_pytorch(state_dict: Mapping[str, Any]) -> dict[str, n
 
   >>> sd = {"_blocks.3._depthwise_conv.weight": np.zeros((144, 1, 3, 3)), "_bn1.running_var": np.ones(8),
   ...       "_fc.weight": np.zeros((1000, 1280)), "_bn1.num_batches_tracked": np.array(7)}
-  >>> {k: v.shape for k, v in from_efficientnet_lite_pytorch(sd).items()}
-  {'params/blocks_3/depthwise_conv/kernel': (3, 3, 1, 144), 'batch_stats/bn1/var': (8,), 'params/fc/kernel': (1280, 1000)}
+  >>> for key, value in from_efficientnet_lite_pytorch(sd).items():
+  ...   print(key, value.shape)
+  params/blocks_3/depthwise_conv/kernel (3, 3, 1, 144)
+  batch_stats/bn1/var (8,)
+  params/fc/kernel (1280, 1000)
 
   Raises:
     ValueError: a name that is not part of EfficientNet-Lite (e.g. a squeeze-excitation layer).
