@@ -216,6 +216,31 @@ def test_restricted_unpickler_refuses_arbitrary_classes(tmp_path):
   assert not marker.exists()
 
 
+def _zip_checkpoint(path, offset: int, size: tuple, stride: tuple, data: np.ndarray):
+  """A hand-assembled torch zip checkpoint ``{"w": tensor}`` (protocol-2 opcodes, as torch writes them)."""
+  ints = lambda values: b"(" + b"".join(b"J" + int(v).to_bytes(4, "little", signed=True) for v in values) + b"t"
+  text = lambda s: b"X" + len(s).to_bytes(4, "little") + s.encode()
+  storage = (b"(" + text("storage") + b"ctorch\nFloatStorage\n" + text("0") + text("cpu") + ints([data.size])[1:-1]
+             + b"tQ")
+  tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + ints([offset])[1:-1] + ints(size) + ints(stride)
+            + b"\x89ccollections\nOrderedDict\n)Rt" + b"R")
+  with zipfile.ZipFile(path, "w") as archive:
+    archive.writestr("archive/data.pkl", b"\x80\x02}" + text("w") + tensor + b"s.")
+    archive.writestr("archive/data/0", data.astype("<f4").tobytes())
+
+
+def test_reader_reads_strided_layouts_and_refuses_ones_outside_the_storage(tmp_path):
+  data = np.arange(12, dtype=np.float32)
+  _zip_checkpoint(tmp_path / "ok.pth", 1, (2, 3), (1, 4), data)  # a transposed view from element 1
+  np.testing.assert_array_equal(torch_checkpoint.load_state_dict(tmp_path / "ok.pth")["w"],
+                                [[1, 5, 9], [2, 6, 10]])
+  for name, (offset, size, stride) in {"negative_stride": (11, (3,), (-4,)), "past_the_end": (4, (3, 3), (3, 1)),
+                                       "negative_offset": (-1, (2,), (1,))}.items():
+    _zip_checkpoint(tmp_path / f"{name}.pth", offset, size, stride, data)
+    with pytest.raises(pickle.UnpicklingError, match="invalid tensor layout|overruns"):
+      torch_checkpoint.load_state_dict(tmp_path / f"{name}.pth")
+
+
 def test_reader_rejects_non_torch_files(tmp_path):
   (tmp_path / "plain.pth").write_bytes(pickle.dumps({"a": 1}))
   with pytest.raises(pickle.UnpicklingError, match="magic number"):
