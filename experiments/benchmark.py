@@ -42,8 +42,8 @@ _IMAGE_SIZES = flags.DEFINE_string("image_sizes", "64,128,224", "Image sizes (px
 _IMAGE_BATCH = flags.DEFINE_integer("image_batch", 16, "Images per forward pass for `efficientnet`.")
 _DEPTHWISE = flags.DEFINE_enum("depthwise", "auto", ["auto", "shifted", "xla"],
                                "Depthwise convolution of `efficientnet` (auto: shifted on CPU, XLA's elsewhere).")
-_TORCH_THREADS = flags.DEFINE_string("torch_threads", "", "PyTorch thread counts for `efficientnet`, comma-separated "
-                                     "(default: 1 and the CPUs usable here).")
+_TORCH_THREADS = flags.DEFINE_string("torch_threads", "", "PyTorch thread counts for `efficientnet`, "
+                                     "comma-separated (default: 1 and the CPUs usable here).")
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 5.0, "Timing time per image size for `efficientnet`.")
 
 
@@ -131,9 +131,9 @@ def _efficientnet() -> None:
   sizes = [int(s) for s in _IMAGE_SIZES.value.split(",")]
   threads = [int(t) for t in _TORCH_THREADS.value.split(",") if t] or None
   load = lambda: ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-  print(f"# EfficientNet-Lite0 forward (1000 classes, float32, jitted): batch {_IMAGE_BATCH.value}, sizes {sizes}, "
-        f"jax {jax.__version__} on {jax.default_backend()} (XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}), "
-        f"load average before: {load()}", flush=True)
+  print(f"# EfficientNet-Lite0 forward (1000 classes, float32, jitted): batch {_IMAGE_BATCH.value}, "
+        f"sizes {sizes}, jax {jax.__version__} on {jax.default_backend()} "
+        f"(XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}), load average before: {load()}", flush=True)
   results = benchmarking.time_efficientnet(sizes, _IMAGE_BATCH.value, depthwise=_DEPTHWISE.value,
                                            torch_threads=threads, min_seconds=_MIN_SECONDS.value)
   torch_threads = list(results[0]["torch_images_per_s"]) if results else []
@@ -143,7 +143,8 @@ def _efficientnet() -> None:
   except ImportError:
     reference = "PyTorch reference not importable (pip install torch efficientnet-lite-pytorch to compare)"
   print(f"weights: {results[0]['weights']}; depthwise: {results[0]['depthwise']}; reference: {reference}")
-  header = ["image px", "batch", "ranking_jax images/s"] + [f"PyTorch {t} thread(s) images/s" for t in torch_threads]
+  header = ["image px", "batch", "ranking_jax images/s"]
+  header += [f"PyTorch {t} thread(s) images/s" for t in torch_threads]
   header += ["ratio to PyTorch's best", "max abs logit diff"]
   print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
   fmt = lambda v, f: "–" if v is None else f.format(v)

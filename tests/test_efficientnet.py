@@ -74,8 +74,8 @@ def test_logits_and_features_equal_the_pytorch_reference(reference, imagenet_var
 
   # The trunk (no classifier) returns the reference's pooled extract_features, inputs in [0, 1].
   trunk = models.get_backbone("efficientnet_lite0", input_range="0_1")
-  trunk_variables = {"params": dict(imagenet_variables["params"]), "batch_stats": imagenet_variables["batch_stats"]}
-  del trunk_variables["params"]["fc"]
+  trunk_params = {name: value for name, value in imagenet_variables["params"].items() if name != "fc"}
+  trunk_variables = {"params": trunk_params, "batch_stats": imagenet_variables["batch_stats"]}
   features = np.asarray(jax.jit(trunk.apply)(trunk_variables, random64 / np.float32(255)))
   np.testing.assert_allclose(features, reference["features64"], rtol=0, atol=1e-4)
 
@@ -83,7 +83,8 @@ def test_logits_and_features_equal_the_pytorch_reference(reference, imagenet_var
 @needs_weights
 def test_imagenet_head_is_left_out_for_a_trunk_or_another_class_count():
   x = jnp.zeros((1, 32, 32, 3))
-  for model, has_fc in ((efficientnet.EfficientNetLite0(), False), (efficientnet.EfficientNetLite0(num_classes=5), True)):
+  for model, has_fc in ((efficientnet.EfficientNetLite0(), False),
+                        (efficientnet.EfficientNetLite0(num_classes=5), True)):
     fresh = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype),
                                    jax.eval_shape(model.init, jax.random.key(0), x))
     loaded = weights.load_efficientnet_lite0_imagenet(fresh, backbone="")
@@ -91,7 +92,7 @@ def test_imagenet_head_is_left_out_for_a_trunk_or_another_class_count():
     if has_fc:  # the 5-way head keeps its (here zero) init; the trunk is ImageNet's
       assert not np.any(loaded["params"]["fc"]["kernel"])
     assert np.any(loaded["params"]["conv_stem"]["kernel"])
-    # Inside an ImageRegressor (backbone="backbone"), with the head untouched.
+  # Inside an ImageRegressor (backbone="backbone"), with the head untouched.
   regressor = models.make_model("efficientnet_lite0", normalize_input=False, input_range="0_1")
   fresh = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype),
                                  jax.eval_shape(regressor.init, jax.random.key(0), x))
@@ -136,11 +137,24 @@ def test_shifted_depthwise_convolution_equals_xla(shape, kernel, stride):
   rng = np.random.default_rng(sum(shape) * kernel + stride)
   x = rng.normal(size=shape).astype(np.float32)
   w = rng.normal(size=(kernel, kernel, 1, shape[-1])).astype(np.float32)
-  expected = jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                          feature_group_count=shape[-1])
+  expected = jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME", feature_group_count=shape[-1],
+                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
   got = efficientnet.depthwise_conv_shifted(jnp.asarray(x), jnp.asarray(w), stride)
   assert got.shape == expected.shape == (shape[0], -(-shape[1] // stride), -(-shape[2] // stride), shape[3])
   np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_shifted_depthwise_gradients_equal_xla():
+  # Fine-tuning differentiates through it: gradients to the input and the kernel, stride 2, 5x5, odd size.
+  rng = np.random.default_rng(0)
+  x, w = rng.normal(size=(2, 9, 7, 3)).astype(np.float32), rng.normal(size=(5, 5, 1, 3)).astype(np.float32)
+  cotangent = rng.normal(size=(2, 5, 4, 3)).astype(np.float32)
+  xla = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), "SAME", feature_group_count=3,
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  grads = [jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w) * cotangent), argnums=(0, 1)))(x, w)
+           for conv in (xla, lambda x, w: efficientnet.depthwise_conv_shifted(x, w, 2))]
+  for expected, got in zip(*grads):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)
 
 
 # --- the restricted torch checkpoint reader ---
@@ -200,6 +214,31 @@ def test_restricted_unpickler_refuses_arbitrary_classes(tmp_path):
   with pytest.raises(torch_checkpoint.UnsafeCheckpointError, match="persistent id"):
     torch_checkpoint.RestrictedUnpickler(io.BytesIO(b"\x80\x02X\x03\x00\x00\x00abcQ.")).load()
   assert not marker.exists()
+
+
+def _zip_checkpoint(path, offset: int, size: tuple, stride: tuple, data: np.ndarray):
+  """A hand-assembled torch zip checkpoint ``{"w": tensor}`` (protocol-2 opcodes, as torch writes them)."""
+  ints = lambda values: b"(" + b"".join(b"J" + int(v).to_bytes(4, "little", signed=True) for v in values) + b"t"
+  text = lambda s: b"X" + len(s).to_bytes(4, "little") + s.encode()
+  storage = (b"(" + text("storage") + b"ctorch\nFloatStorage\n" + text("0") + text("cpu") + ints([data.size])[1:-1]
+             + b"tQ")
+  tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + ints([offset])[1:-1] + ints(size) + ints(stride)
+            + b"\x89ccollections\nOrderedDict\n)Rt" + b"R")
+  with zipfile.ZipFile(path, "w") as archive:
+    archive.writestr("archive/data.pkl", b"\x80\x02}" + text("w") + tensor + b"s.")
+    archive.writestr("archive/data/0", data.astype("<f4").tobytes())
+
+
+def test_reader_reads_strided_layouts_and_refuses_ones_outside_the_storage(tmp_path):
+  data = np.arange(12, dtype=np.float32)
+  _zip_checkpoint(tmp_path / "ok.pth", 1, (2, 3), (1, 4), data)  # a transposed view from element 1
+  np.testing.assert_array_equal(torch_checkpoint.load_state_dict(tmp_path / "ok.pth")["w"],
+                                [[1, 5, 9], [2, 6, 10]])
+  for name, (offset, size, stride) in {"negative_stride": (11, (3,), (-4,)), "past_the_end": (4, (3, 3), (3, 1)),
+                                       "negative_offset": (-1, (2,), (1,))}.items():
+    _zip_checkpoint(tmp_path / f"{name}.pth", offset, size, stride, data)
+    with pytest.raises(pickle.UnpicklingError, match="invalid tensor layout|overruns"):
+      torch_checkpoint.load_state_dict(tmp_path / f"{name}.pth")
 
 
 def test_reader_rejects_non_torch_files(tmp_path):

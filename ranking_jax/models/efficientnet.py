@@ -30,7 +30,13 @@ model do that normalisation itself: ``"normalized"`` (default: inputs already no
 shifted, strided slices of the padded input times one kernel tap each, summed -- a single fused elementwise
 loop. ``EfficientNetLite0(depthwise="auto")`` uses it when ``jax.default_backend() == "cpu"`` and XLA's
 convolution on accelerators (``"shifted"`` / ``"xla"`` force one). Both read the same ``[k, k, 1, C]``
-kernel (Flax's depthwise layout), so weights do not depend on the choice.
+kernel (Flax's depthwise layout), so weights do not depend on the choice. 1x1 convolutions are one matrix
+product (:class:`PointwiseConv`, also faster on CPU than XLA's 1x1 convolution).
+
+Forward throughput, batch 16, float32, on 2 CPU cores shared with other jobs (load average 5-7),
+``python -m experiments.benchmark efficientnet``: 435 / 140 / 41 images/s at 64 / 128 / 224 px, 2.0-3.6x the
+reference PyTorch model's best (1 thread: 120 / 65 / 21; 2 threads: 24 / 10 / 6); with ``depthwise="xla"``
+43 / 13 / 6 images/s.
 """
 
 from __future__ import annotations

@@ -92,22 +92,30 @@ class _Storage:
     return self.data
 
 
+def _is_index(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class _LazyTensor:
   """A tensor seen in the pickle before its storage's bytes are read (legacy format)."""
 
-  def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple):
-    self.storage, self.offset, self.size, self.stride = storage, int(offset), tuple(size), tuple(stride)
+  def __init__(self, storage: _Storage, offset: Any, size: Any, stride: Any):
+    # Non-negative integers only: as_strided must never reach outside the storage's buffer.
+    if not (_is_index(offset) and isinstance(size, tuple) and isinstance(stride, tuple)
+            and len(size) == len(stride) and all(map(_is_index, size + stride))):
+      raise pickle.UnpicklingError(f"invalid tensor layout: offset {offset!r}, size {size!r}, stride {stride!r}.")
+    self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
   def materialize(self) -> np.ndarray:
     data = self.storage.array()
-    if not self.size:
-      return np.array(data[self.offset])
-    needed = self.offset + 1 + sum((n - 1) * s for n, s in zip(self.size, self.stride) if n > 0)
-    if min(self.size) > 0 and needed > data.size:
+    if 0 in self.size:
+      return np.zeros(self.size, data.dtype)
+    needed = self.offset + 1 + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+    if needed > data.size:
       raise pickle.UnpicklingError(f"tensor of size {self.size} stride {self.stride} at offset "
                                    f"{self.offset} overruns its storage of {data.size} elements.")
-    if min(self.size) == 0:
-      return np.zeros(self.size, data.dtype)
+    if not self.size:
+      return np.array(data[self.offset])
     strides = tuple(s * data.itemsize for s in self.stride)
     return np.lib.stride_tricks.as_strided(data[self.offset:], self.size, strides, writeable=False).copy()
 
@@ -160,8 +168,10 @@ class RestrictedUnpickler(pickle.Unpickler):
     if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] in ("storage", b"storage")
             and isinstance(pid[1], _StorageType)):
       raise UnsafeCheckpointError(f"unsupported persistent id {str(pid)[:200]!r} (only tensor storages are read).")
-    storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
+    storage_type, key, numel = pid[1], str(pid[2]), pid[4]
     view_metadata = pid[5] if len(pid) == 6 else None
+    if not _is_index(numel):
+      raise pickle.UnpicklingError(f"invalid storage size {numel!r}.")
     if key not in self.storages:
       # Legacy: root_key's numel is the root's own size (a view's metadata gives its offset and size).
       storage = _Storage(storage_type.dtype, key, numel)
@@ -171,8 +181,10 @@ class RestrictedUnpickler(pickle.Unpickler):
     if view_metadata is None:
       return root
     view_key, offset, view_size = view_metadata
-    view = _Storage(storage_type.dtype, str(view_key), int(view_size))
-    view.view_of = (root, int(offset))
+    if not (_is_index(offset) and _is_index(view_size) and offset + view_size <= root.numel):
+      raise pickle.UnpicklingError(f"invalid storage view {view_metadata!r} of a storage of {root.numel}.")
+    view = _Storage(storage_type.dtype, str(view_key), view_size)
+    view.view_of = (root, offset)
     return view
 
 

