@@ -19,7 +19,8 @@ line follows, for every experiment:
 * ``--config.<field>=None`` unsets an optional field;
 * each duration is given in one unit: ``--config.total_steps=20`` replaces the config's
   ``total_epochs`` (and ``--config.total_epochs=2`` its ``total_steps``), likewise for ``log_every``,
-  ``eval_every`` and ``checkpoint_every``; giving both units of one duration is refused;
+  ``eval_every``, ``checkpoint_every`` and every other ``<x>_steps``/``<x>_epochs`` pair of the config
+  (``optimizer.schedule.boundaries_*`` and ``every_*``); giving both units of one duration is refused;
 * a ``--workdir`` holding a run of another configuration is refused before any data work (one line
   naming the differing fields, exit status 2; ``docs/trainer.md`` lists what a relaunch may change); a
   diverged run or unreadable checkpoints end in one line and exit status 1; Ctrl-C saves the last step
@@ -101,8 +102,11 @@ def _overrides(argv: Sequence[str]) -> list[tuple[int, str, Optional[str]]]:
   return found
 
 
-def check_command_line(argv: Sequence[str]) -> tuple[list[str], dict[str, None]]:
-  """Validates the ``--config.*`` overrides of ``argv``; returns ``(argv for absl, keys to set to None)``.
+def check_command_line(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+  """Validates the ``--config.*`` overrides of ``argv``; returns ``(argv for absl, keys to unset)``.
+
+  The keys to unset map to None (``()`` for a tuple field): ``=None`` overrides, and the twin of each
+  duration given in one unit on the command line.
 
   Raises:
     UsageError: unknown keys (with the closest valid ones), both units of one duration, or a bad
@@ -132,21 +136,21 @@ def check_command_line(argv: Sequence[str]) -> tuple[list[str], dict[str, None]]
       raise UsageError(f"unknown config key {key!r} in --config.{key}"
                        + (f"; did you mean: {', '.join(close)}?" if close else "")
                        + f" (valid {where}: {shown}).")
-  set_none: dict[str, None] = {}
+  set_none: dict[str, Any] = {}
   drop = set()
   for position, key, value in overrides:
     if value is not None and value.strip().lower() in _NONE_WORDS:
       set_none[key] = None
       drop.add(position)
   given = {key for _, key, _ in overrides}
-  for stem in DURATIONS:
-    steps, epochs = f"{stem}_steps", f"{stem}_epochs"
-    both = {steps, epochs} <= given
-    if both and steps not in set_none and epochs not in set_none:
-      raise UsageError(f"--config.{steps} and --config.{epochs} both given: a duration takes one unit.")
-    for mine, twin in ((steps, epochs), (epochs, steps)):
-      if mine in given and mine not in set_none and twin not in given:
-        set_none[twin] = None  # the command line's unit replaces the config file's
+  for key in sorted(given - set(set_none)):
+    twin = _twin(key, valid)
+    if twin is None:
+      continue
+    if twin in given and twin not in set_none:
+      raise UsageError(f"--config.{key} and --config.{twin} both given: a duration takes one unit.")
+    if twin not in given:
+      set_none[twin] = _unset_value(config, twin)  # the command line's unit replaces the config file's
   return [a for i, a in enumerate(argv) if i not in drop], set_none
 
 
@@ -172,6 +176,27 @@ def print_help(argv: Sequence[str]) -> None:
       value = value[part]
     if not (hasattr(value, "keys") and not isinstance(value, dict)):
       print(f"  {key} = {value!r}")
+
+
+def _twin(key: str, valid: Sequence[str]) -> Optional[str]:
+  """The other unit of a duration key (``<x>_steps`` <-> ``<x>_epochs``), when the config has both.
+
+  The shared durations (:data:`DURATIONS`) and the schedule's ``optimizer.schedule.boundaries_*`` and
+  ``every_*``, and any twin a task config adds.
+  """
+  for mine, other in (("_steps", "_epochs"), ("_epochs", "_steps")):
+    if key.endswith(mine):
+      twin = key[:-len(mine)] + other
+      return twin if twin in valid else None
+  return None
+
+
+def _unset_value(config: Any, key: str) -> Any:
+  """What "not given" is for ``key``: ``()`` for a tuple field (schedule boundaries), else None."""
+  node = config
+  for part in key.split("."):
+    node = node[part]
+  return () if isinstance(node, (tuple, list)) else None
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -85,18 +85,41 @@ def _parse(monkeypatch, argv):
   return main_lib.FLAGS.config
 
 
+def _twins(config):
+  """Every ``(<x>_steps, <x>_epochs)`` pair of keys of ``config``."""
+  keys = main_lib._leaf_keys(config)  # pylint: disable=protected-access
+  return [(k, k[:-len("_steps")] + "_epochs") for k in keys
+          if k.endswith("_steps") and k[:-len("_steps")] + "_epochs" in keys]
+
+
+def _get(config, dotted):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
 def test_every_duration_of_every_config_takes_either_unit_on_the_command_line(path, monkeypatch, capsys):
-  """The step/epoch twin rule for every duration (a field the config left None used to be untyped)."""
+  """The step/epoch twin rule for every duration (a field the config left None used to be untyped): the
+  unit given replaces the config's, and the step plan and learning-rate schedule accept the result."""
+  from ranking_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+  from ranking_jax.train import optim  # pylint: disable=g-import-not-at-top
   for arg in ("", ":smoke"):
-    for stem in main_lib.DURATIONS:
-      for unit, twin, value in (("steps", "epochs", 50), ("epochs", "steps", 2.5)):
+    twins = _twins(main_lib._load_config_file(f"{path}{arg}"))  # pylint: disable=protected-access
+    assert {(f"{d}_steps", f"{d}_epochs") for d in main_lib.DURATIONS} <= set(twins)
+    assert ("optimizer.schedule.boundaries_steps", "optimizer.schedule.boundaries_epochs") in twins
+    for steps, epochs in twins:
+      tuples = isinstance(_get(main_lib._load_config_file(f"{path}{arg}"), steps), tuple)  # pylint: disable=protected-access
+      for key, twin, value in ((steps, epochs, (5,) if tuples else 50), (epochs, steps, (2.5,) if tuples else 2.5)):
         try:
           config = _parse(monkeypatch, ["prog", f"--config={path}{arg}", "--workdir=/tmp/rj-unused",
-                                        f"--config.{stem}_{unit}={value}"])
+                                        f"--config.{key}={value}"])
         except SystemExit:
-          pytest.fail(f"{path.name}{arg} --config.{stem}_{unit}={value}: {capsys.readouterr().err}")
-        assert config[f"{stem}_{unit}"] == value and config[f"{stem}_{twin}"] is None, (path, arg, stem)
+          pytest.fail(f"{path.name}{arg} --config.{key}={value}: {capsys.readouterr().err}")
+        assert _get(config, key) == value and _get(config, twin) in (None, ()), (path, arg, key)
+        if config.get("batch_size") is not None and config.get("optimizer") is not None:
+          config_lib.plan_steps(config, num_train_examples=100 * int(config.batch_size))
+          optim.learning_rate_schedule(config.optimizer, steps_per_epoch=100, total_steps=1000)
 
 
 def _untyped_none_fields(config, prefix=""):

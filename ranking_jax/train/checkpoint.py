@@ -18,7 +18,9 @@ read it raises :class:`CheckpointReadError` naming the directories.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import sys
 from typing import Optional
 
 import jax
@@ -47,6 +49,40 @@ def _first_line(error: BaseException, limit: int = 200) -> str:
   text = (str(error).strip().splitlines() or [""])[0]
   text = f"{type(error).__name__}: {text}" if text else type(error).__name__
   return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class _FailedReadNoiseFilter(logging.Filter):
+  """Drops asyncio's "Future exception was never retrieved" records about reads under ``path``."""
+
+  def __init__(self, path: str):
+    super().__init__()
+    self.path = path
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+    return not ("never retrieved" in text and self.path in text)
+
+
+def _closed_loop_hook(previous):
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+      return
+    previous(unraisable)
+  hook.ranking_jax_closed_loop = True
+  return hook
+
+
+def _silence_failed_read(path: str) -> None:
+  """Silences the after-effects of an Orbax read of ``path`` that failed half-way, for the rest of the process.
+
+  Its other tensorstore reads still complete: asyncio logs each one's error when the future is collected
+  ("Future exception was never retrieved"), and their callbacks find Orbax's event loop closed
+  ("RuntimeError: Event loop is closed", an unraisable exception with a traceback). Both repeat a read
+  error the caller reports in one line; only those two messages are dropped.
+  """
+  logging.getLogger("asyncio").addFilter(_FailedReadNoiseFilter(path))
+  if not getattr(sys.unraisablehook, "ranking_jax_closed_loop", False):
+    sys.unraisablehook = _closed_loop_hook(sys.unraisablehook)
 
 
 class Checkpointer:
@@ -107,6 +143,7 @@ class Checkpointer:
       try:
         restored = self._manager.restore(candidate, args=ocp.args.StandardRestore(abstract))
       except Exception as error:  # pylint: disable=broad-except (Orbax raises many types for bad files)
+        _silence_failed_read(self._step_path(candidate))
         failures.append((candidate, _first_line(error)))
         continue
       state = serialization.from_state_dict(template, restored)
