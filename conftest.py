@@ -15,3 +15,6 @@ import sys
 
 # Test files share helpers through tests/testing_utils.py (pytest's importlib mode adds no test folder).
 sys.path.insert(0, str(pathlib.Path(__file__).parent / "tests"))
+
+# Scripts that build test fixtures (they need torch) are not tests.
+collect_ignore_glob = ["tests/fixtures/*.py"]

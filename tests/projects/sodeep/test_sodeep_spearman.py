@@ -124,7 +124,7 @@ def test_lstm_batch_limit_and_results_table():
     task_lib.make_task(config, _random_splits())
   lines = task_lib.results_table([{"variant": "spearman_lstm", "spearman_rho": 0.5},
                                   {"variant": "spearman_soft_ranks", "spearman_rho": 0.4}]).splitlines()
-  assert "| 0.5000 | 49.4 |" in lines[2] and lines[3].endswith("| - | - |")
+  assert "| 0.5000 | 0.494 |" in lines[2] and lines[3].endswith("| - | - |")
 
 
 def _random_splits(size=16, seed=0):
