@@ -2,7 +2,7 @@
 ``rax/_src/losses_test.py``).
 
 Every public function of :mod:`ranking_jax.losses` and :mod:`ranking_jax.ranks` (and ``fused_distance``,
-``utils.squared_distances``) must, on tiny inputs:
+``utils.squared_distances``, and the rank_fns of the learned sorters) must, on tiny inputs:
 
 * run under ``jax.jit`` and ``jax.vmap`` (vmap over two stacked problems equals them one by one);
 * accept bfloat16 and int32 inputs and compute in float32: the values of the float32 inputs, which are
@@ -12,7 +12,11 @@ Every public function of :mod:`ranking_jax.losses` and :mod:`ranking_jax.ranks` 
 * treat NaN and +inf inputs as masked: finite values, and zero gradient at those entries;
 * give a zero-size list or batch axis the value of a fully masked one (0, zero gradients of the inputs'
   shapes), also as a hypothesis property over zero-size shapes with an extra leading axis;
-* have gradients that match float64 central finite differences on a tiny input.
+* have gradients that match float64 central finite differences on a tiny input;
+* (losses) give finite values and gradients for extreme finite inputs, up to the float32, bfloat16 and
+  float64 maxima (a hypothesis property; issue 29, item 9);
+* (rank functions, the sorters' rank_fns included) share ties and give an all-equal list of m items the
+  tie value (m + 1) / 2, so a one-item list ranks 1 (a hypothesis property; issue 29, item 4).
 
 The per-file tests keep the equation-specific reference checks. To stay fast, all float32 checks of one
 function run in ONE jitted program (one compilation), the float64 finite differences in a second one.
@@ -483,10 +487,10 @@ RANK_SPECS = {
     "soft_ranks_l2": (functools.partial(ranks.soft_ranks, regularization_strength=0.5), True),
     "soft_ranks_kl": (functools.partial(ranks.soft_ranks, regularization="kl"), True),
     "soft_sort": (functools.partial(ranks.soft_sort, regularization_strength=0.5), True),
-    # The sorters' rank_fns (ranking_jax.sorters) that serve any length: tiny random ones and a shipped one.
+    # The sorters' rank_fns (ranking_jax.sorters) that serve any length, tiny and random (the shipped
+    # lstm_h64_d100 runs the same code; it is in TIE_SPECS below and in test_sorters.py).
     "sorter_lstm": (_sorter(sorters.LSTMSorter(hidden_size=4, num_layers=1), 8), True),
     "sorter_pairwise": (_sorter(sorters.PairwiseSorter(hidden=(4,)), 8), True),
-    "sorter_lstm_h64_d100": (sorters.load_pretrained("lstm_h64_d100"), True),
 }
 
 
@@ -581,6 +585,7 @@ TIE_LENGTH = 6
 TIE_SPECS = {name: fn for name, (fn, _) in RANK_SPECS.items() if name not in ("hard_ranks", "soft_sort")}
 TIE_SPECS["sorter_cnn"] = _sorter(sorters.CNNSorter(length=TIE_LENGTH, features=(4, 4), kernel_sizes=(2, 2)),
                                   TIE_LENGTH)
+TIE_SPECS["sorter_lstm_h64_d100"] = sorters.load_pretrained("lstm_h64_d100")  # the reported case
 SMOOTH_AT_TIES = ("sigmoid_ranks", "soft_ranks_l2", "soft_ranks_kl")  # raw scores: differentiable there
 
 
