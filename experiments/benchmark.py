@@ -3,6 +3,8 @@ r"""Benchmarks that print the figures of the README's performance table.
 Usage::
 
   python -m experiments.benchmark                 # losses + rank functions, batch 32, n = 100, 1k, 10k
+      # (the full table: well over 10 minutes on 2 cores, most of it in the O(n^2) losses at n = 10k;
+      #  --sizes=100,1000 gives the first two column groups in a few minutes)
   python -m experiments.benchmark losses --sizes=100,1000 --batch=32
   python -m experiments.benchmark kendall_tau --n=1000000
   python -m experiments.benchmark annotation      # sampled vs exact WARP vs pairwise: 32 x 81, 1024 x 1000
