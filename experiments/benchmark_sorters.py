@@ -2,7 +2,7 @@
 
   python -m experiments.benchmark sorters [--size=10000] [--measure_training_steps=10] \
       [--figure5=ranking_jax/sorters/figure5.png]
-  python -m experiments.benchmark_sorters [same flags]
+  python -m experiments.benchmark sorters [flags]    (this module holds that subcommand; it has no main)
 
 For the handcrafted sigmoid sorter at several sharpness values (on raw scores as in the paper, and on
 per-list standardised scores), every shipped pretrained sorter, and one diagnostic that is not a sorter
@@ -125,6 +125,3 @@ def main(argv: Sequence[str]) -> None:
   print("Goals of the sorter work: LSTM-class L1 <= 0.0033 with gain >= 0.25; CNN-class L1 <= 0.0120; "
         "fwd+bwd <= 40 ms (20x the authors' LSTM) at equal or better L1.")
 
-
-if __name__ == "__main__":
-  app.run(main)
