@@ -58,7 +58,7 @@ from ranking_jax.train.checkpoint import CheckpointReadError, Checkpointer
 from ranking_jax.train.config import ConfigValueError, StepPlan, plan_steps
 from ranking_jax.train.optim import learning_rate_schedule, make_optimizer
 from ranking_jax.train.parallel import AXIS_NAME, make_eval_step, make_train_step
-from ranking_jax.train.requirements import Requirements, check_requirements
+from ranking_jax.train.requirements import Requirements, check_requirements, listwise_requirements
 from ranking_jax.train.schedules import (LossWeighting, alternating, piecewise, uncertainty,
                                          weighted)
 from ranking_jax.train.state import TrainState, count_params, create_train_state, fingerprint
@@ -70,7 +70,7 @@ from ranking_jax.train.trainer import (RELAUNCH_MAY_CHANGE, Evaluator, Predictio
 __all__ = [
     "AXIS_NAME", "CheckpointReadError", "Checkpointer", "Evaluator", "LossWeighting", "Predictions",
     "RELAUNCH_MAY_CHANGE", "Requirements", "StepPlan", "Task", "TrainResult", "TrainState",
-    "TrainingInterrupted", "WorkdirMismatchError", "alternating", "check_requirements",
+    "TrainingInterrupted", "WorkdirMismatchError", "alternating", "check_requirements", "listwise_requirements",
     "check_workdir_config", "config_identity", "count_params", "create_train_state", "evaluate",
     "fingerprint", "learning_rate_schedule", "load_state",
     "make_eval_step", "make_optimizer", "make_train_step", "measure_train_step", "piecewise", "plan_steps",

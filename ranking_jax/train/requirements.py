@@ -54,3 +54,19 @@ def check_requirements(config: Any, requirements: Optional[Requirements]) -> Non
     reason = requirements.list_length_reason or "the rank function"
     raise ConfigValueError(f"{reason} serves lists of at most {limit} items and the list is the global "
                            f"batch: config.batch_size must be <= {limit}, got {config.batch_size}.")
+
+
+def listwise_requirements(reason: str, rank_fn: str = "") -> Requirements:
+  """The usual needs of a loss that ranks the global batch with the rank function ``rank_fn``.
+
+  Args:
+    reason: why the loss needs the whole global batch (named in the error).
+    rank_fn: a :func:`ranking_jax.ranks.get_rank_fn` spec (``""``: none); a learned sorter bounds the
+      list length by its ``max_length``.
+
+  >>> listwise_requirements("eq. 4 ranks the batch", "lstm").max_list_length
+  100
+  """
+  from ranking_jax import ranks  # pylint: disable=g-import-not-at-top
+  return Requirements(global_batch=reason, max_list_length=ranks.max_list_length(rank_fn or ""),
+                      list_length_reason=f"the sorter {rank_fn!r}")

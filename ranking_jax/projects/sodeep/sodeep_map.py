@@ -228,9 +228,7 @@ def map_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray]) -> d
 def requirements(config: Any) -> train.Requirements:
   """Eq. 7 ranks the whole batch per class; a learned sorter bounds the batch."""
   spec = config.loss.rank_fn or ""
-  return train.Requirements(global_batch="eq. 7 ranks the whole batch per class",
-                            max_list_length=ranks.max_list_length(spec),
-                            list_length_reason=f"the sorter {spec!r}")
+  return train.listwise_requirements("eq. 7 ranks the whole batch per class", spec)
 
 
 def _check_config(config: Any) -> None:

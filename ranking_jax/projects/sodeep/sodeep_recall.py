@@ -39,7 +39,6 @@ import numpy as np
 
 from ranking_jax import metrics as metrics_lib
 from ranking_jax import models
-from ranking_jax import ranks
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import pipeline
@@ -247,9 +246,7 @@ def recall_metrics(predictions: Mapping[str, np.ndarray], targets: Any, *, fold_
 def requirements(config: Any) -> train.Requirements:
   """The losses use the whole batch's similarity matrix; a learned sorter bounds the batch."""
   spec = config.loss.rank_fn if config.loss.name == "recall" else ""
-  return train.Requirements(global_batch="The losses use the whole batch's similarity matrix",
-                            max_list_length=ranks.max_list_length(spec),
-                            list_length_reason=f"the sorter {spec!r}")
+  return train.listwise_requirements("The losses use the whole batch's similarity matrix", spec)
 
 
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:

@@ -43,7 +43,6 @@ import numpy as np
 
 from ranking_jax import metrics as metrics_lib
 from ranking_jax import models
-from ranking_jax import ranks
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import errors
@@ -236,9 +235,7 @@ def spearman_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray])
 def requirements(config: Any) -> train.Requirements:
   """Eq. 4 ranks the whole mini-batch; a learned sorter bounds its length."""
   spec = config.loss.rank_fn or ""
-  return train.Requirements(global_batch="The Spearman loss ranks the whole mini-batch",
-                            max_list_length=ranks.max_list_length(spec),
-                            list_length_reason=f"the sorter {spec!r}")
+  return train.listwise_requirements("The Spearman loss ranks the whole mini-batch", spec)
 
 
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:

@@ -138,9 +138,7 @@ def ap_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray]) -> di
 def requirements(config: Any) -> train.Requirements:
   """The list-wise losses rank the whole mini-batch; a learned sorter bounds its length."""
   spec = config.loss.rank_fn if config.loss.name == "map" else ""
-  return train.Requirements(global_batch="The list-wise losses rank the whole mini-batch",
-                            max_list_length=ranks.max_list_length(spec),
-                            list_length_reason=f"the sorter {spec!r}")
+  return train.listwise_requirements("The list-wise losses rank the whole mini-batch", spec)
 
 
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
