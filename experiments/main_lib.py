@@ -262,6 +262,7 @@ def _main(make_task: Union[str, Callable[[Any], Any]], argv: list[str]) -> Any:
   try:
     # Every config value that needs no data is checked before the task renders or loads anything.
     preflight.check_config(FLAGS.config, module)
+    _check_workdir_path(FLAGS.workdir)
     result = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir,
                                         module.make_task if module is not None else make_task)
   except (errors.DataNotFoundError, trainer.WorkdirMismatchError, train_config.ConfigValueError) as error:
@@ -276,6 +277,17 @@ def _main(make_task: Union[str, Callable[[Any], Any]], argv: list[str]) -> Any:
     print(f"NOTE: this run is INCOMPLETE ({result.results.get('stopped_early')}); relaunch the same "
           "command to finish it.", flush=True)
   return result
+
+
+def _check_workdir_path(workdir: str) -> None:
+  """Raises ConfigValueError unless ``workdir`` is (or can be made) a writable directory."""
+  from ranking_jax.errors import ConfigValueError  # pylint: disable=g-import-not-at-top
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as error:
+    raise ConfigValueError(f"--workdir={workdir} cannot be a directory here: {error.strerror or error}.") from None
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise ConfigValueError(f"--workdir={workdir} is not writable.")
 
 
 def run(make_task: Union[str, Callable[[Any], Any]]) -> None:

@@ -38,12 +38,28 @@ _INCLUDE_INCOMPLETE = flags.DEFINE_bool("include_incomplete", False,
 _BASELINE = flags.DEFINE_string("baseline", "ce", "class_rectification only: the variant gains are measured against.")
 
 
-def select_runs(runs: Sequence[dict[str, Any]], include_incomplete: bool = False
-                ) -> tuple[list[dict[str, Any]], list[str]]:
-  """``(kept runs, notes)``: runs without a report are dropped; incomplete ones dropped or kept, noted."""
+_TASK_MODULES = {
+    "class_rectification": "ranking_jax.projects.class_rectification.class_rectification",
+    "image_difficulty": "ranking_jax.projects.ide_ranknet.image_difficulty",
+    "multilabel_annotation": "ranking_jax.projects.multilabel_annotation.multilabel_annotation",
+    "sketch_retrieval": "ranking_jax.projects.sketch_retrieval.sketch_retrieval",
+    "sodeep_map": "ranking_jax.projects.sodeep.sodeep_map",
+    "sodeep_recall": "ranking_jax.projects.sodeep.sodeep_recall",
+    "sodeep_spearman": "ranking_jax.projects.sodeep.sodeep_spearman",
+    "sodeep_synthetic_ap": "ranking_jax.projects.sodeep.sodeep_synthetic_ap",
+}
+
+
+def select_runs(runs: Sequence[dict[str, Any]], include_incomplete: bool = False,
+                experiment: str = "") -> tuple[list[dict[str, Any]], list[str]]:
+  """``(kept runs, notes)``: runs of another experiment (``results["task"]``) and runs without a report are
+  dropped; incomplete ones dropped or kept; each noted."""
   kept, notes = [], []
   for run in runs:
-    if not isinstance(run.get("report"), dict):
+    task = run.get("task")
+    if experiment and task and task != _TASK_MODULES.get(experiment):
+      notes.append(f"left out (a run of {task.rsplit('.', 1)[-1]}, not {experiment}): {run['workdir']}")
+    elif not isinstance(run.get("report"), dict):
       notes.append(f"left out (no report): {run['workdir']}")
     elif not run.get("complete", True):
       if include_incomplete:
@@ -58,10 +74,10 @@ def select_runs(runs: Sequence[dict[str, Any]], include_incomplete: bool = False
 
 
 def by_schedule(runs: Sequence[dict[str, Any]]) -> dict[Any, list[dict[str, Any]]]:
-  """The runs grouped by their step budget (``total_steps``), smallest first."""
+  """The runs grouped by the step they reached (their budget when complete), smallest first."""
   groups: dict[Any, list[dict[str, Any]]] = collections.defaultdict(list)
   for run in runs:
-    groups[run.get("total_steps")].append(run)
+    groups[run.get("step", run.get("total_steps"))].append(run)
   return dict(sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
 
 
@@ -76,7 +92,7 @@ def tables_text(experiment: str, runs: Sequence[dict[str, Any]], out: str = "", 
   if experiment not in _EXPERIMENTS:
     raise ValueError(f"unknown experiment {experiment!r}; choose one of {', '.join(_EXPERIMENTS)}.")
   module = importlib.import_module(f"experiments.{experiment}_tables")
-  kept, notes = select_runs(runs, include_incomplete)
+  kept, notes = select_runs(runs, include_incomplete, experiment)
   if not kept:
     raise FileNotFoundError("no complete run with a report among the matched runs"
                             + (" (" + "; ".join(notes) + ")" if notes else "") + ".")
@@ -88,7 +104,17 @@ def tables_text(experiment: str, runs: Sequence[dict[str, Any]], out: str = "", 
     folder = out if (not out or len(schedules) == 1) else os.path.join(out, f"steps_{steps}")
     if len(schedules) > 1:
       parts.append(f"\n## Runs of {steps} steps ({len(group)} runs; schedules are never averaged together)\n")
-    parts.append(module.make_tables(group, folder, **options))
+    seeds = collections.Counter(run.get("config", {}).get("seed") for run in group)
+    repeated = sorted(str(seed) for seed, count in seeds.items() if count > 1 and seed is not None)
+    if repeated:
+      parts.append(f"- WARNING: seed(s) {', '.join(repeated)} appear in several runs of this schedule; each "
+                   "run counts once in the spread (narrow --runs to one run per seed).")
+    try:
+      parts.append(module.make_tables(group, folder, **options))
+    except (KeyError, TypeError, IndexError) as error:
+      # A run made before results.json named its task, by another experiment: say which field is missing.
+      raise FileNotFoundError(f"a run under --runs is not a complete {experiment} run (its report lacks "
+                              f"{error}); narrow --runs to this experiment's work directories.") from None
   return "\n".join(parts)
 
 

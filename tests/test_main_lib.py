@@ -138,3 +138,15 @@ def test_no_config_field_is_an_untyped_none(path):
   for arg in (None, "smoke"):
     config = main_lib._load_config_file(f"{path}:{arg}" if arg else str(path))  # pylint: disable=protected-access
     assert not list(_untyped_none_fields(config)), (path.name, arg)
+
+
+def test_a_workdir_that_cannot_be_a_directory_is_a_usage_error(tmp_path):
+  from ranking_jax.errors import ConfigValueError  # pylint: disable=g-import-not-at-top
+  a_file = tmp_path / "afile"
+  a_file.write_text("")
+  with pytest.raises(ConfigValueError, match="cannot be a directory"):
+    main_lib._check_workdir_path(str(a_file))  # pylint: disable=protected-access
+  with pytest.raises(ConfigValueError, match="cannot be a directory"):
+    main_lib._check_workdir_path(str(a_file / "below"))  # pylint: disable=protected-access
+  main_lib._check_workdir_path(str(tmp_path / "new" / "run"))  # pylint: disable=protected-access
+  assert (tmp_path / "new" / "run").is_dir()

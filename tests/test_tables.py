@@ -12,13 +12,14 @@ from experiments import tables
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _write(folder, name, *, variant, seed, complete=True, total_steps=100, tau=0.3):
+def _write(folder, name, *, variant, seed, complete=True, total_steps=100, tau=0.3, task=None):
   (folder / name).mkdir(parents=True)
   report = {"variant": variant, "data": "scenes_difficulty", "model": "resnet18", "steps": total_steps,
             "mse": 0.25, "kendall_tau": tau}
   (folder / name / "results.json").write_text(json.dumps({
       "report": report, "complete": complete, "step": total_steps if complete else 7,
-      "total_steps": total_steps, "config": {"seed": seed, "variant": variant}}))
+      "total_steps": total_steps, "config": {"seed": seed, "variant": variant},
+      **({"task": task} if task else {})}))
 
 
 def test_incomplete_runs_are_left_out_or_marked_and_schedules_kept_apart(tmp_path):
@@ -33,7 +34,8 @@ def test_incomplete_runs_are_left_out_or_marked_and_schedules_kept_apart(tmp_pat
   assert "left out (incomplete" in text and "mse_s2" in text
   assert "Runs of 2 steps" in text and "Runs of 100 steps" in text  # the smoke run has its own section
   marked = tables.tables_text("image_difficulty", runs, include_incomplete=True)
-  assert "INCOMPLETE, included" in marked and "(3 seeds)" in marked
+  # kept and marked, in the section of the step it reached (7), never averaged with the 100-step seeds
+  assert "INCOMPLETE, included" in marked and "Runs of 7 steps" in marked
 
 
 def test_the_command_writes_nothing_without_out_and_one_line_errors(tmp_path):
@@ -56,3 +58,21 @@ def test_the_command_writes_nothing_without_out_and_one_line_errors(tmp_path):
 def test_every_experiment_has_tables(experiment):
   module = __import__(f"experiments.{experiment}_tables", fromlist=["make_tables"])
   assert callable(module.make_tables)
+
+
+def test_runs_of_another_experiment_and_repeated_seeds():
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from ranking_jax import reporting  # pylint: disable=g-import-not-at-top
+  folder = pathlib.Path(tempfile.mkdtemp())
+  _write(folder, "mse_s0", variant="mse", seed=0, task="ranking_jax.projects.ide_ranknet.image_difficulty")
+  _write(folder, "mse_s0_copy", variant="mse", seed=0, tau=0.5)
+  _write(folder, "ap", variant="map_lstm", seed=0, task="ranking_jax.projects.sodeep.sodeep_synthetic_ap")
+  text = tables.tables_text("image_difficulty", reporting.collect_runs(f"{folder}/*"))
+  assert "left out (a run of sodeep_synthetic_ap, not image_difficulty)" in text
+  assert "WARNING: seed(s) 0 appear in several runs" in text
+  # An old run without a task name whose report lacks the table's fields: one clear error, no KeyError.
+  (folder / "old").mkdir()
+  (folder / "old" / "results.json").write_text(json.dumps({"report": {"variant": "x"}, "complete": True,
+                                                           "step": 100, "total_steps": 100}))
+  with pytest.raises(FileNotFoundError, match="not a complete image_difficulty run"):
+    tables.tables_text("image_difficulty", reporting.collect_runs(f"{folder}/old"))

@@ -354,3 +354,13 @@ def test_run_json_of_an_earlier_version_is_checked_through_its_recorded_config(t
   config.seed = 7
   with pytest.raises(trainer.WorkdirMismatchError, match="seed = 7 here, 0 there"):
     trainer.check_workdir_config(str(tmp_path), config)
+
+
+def test_a_checkpoint_past_a_shorter_budget_is_refused_and_results_name_the_task(tmp_path):
+  config = tt.small_config()
+  config.total_steps = 3
+  finished = trainer.train_and_evaluate(config, str(tmp_path), tt.make_task)
+  assert finished.results["task"] == tt.make_task.__module__  # tables use it to keep experiments apart
+  config.total_steps = 2  # the budget may change on relaunch, but a step-3 run is no 2-step run
+  with pytest.raises(trainer.WorkdirMismatchError, match="step 3, past this config's 2 steps"):
+    trainer.train_and_evaluate(config, str(tmp_path), tt.make_task)

@@ -123,6 +123,8 @@ class Task:
       evaluation, from the predictions already computed (tables beside the paper's figures, plots; see
       :mod:`ranking_jax.reporting`); its dict is stored under ``results["report"]``.
     example_name: what one example is called in the progress line (``"ex"``, ``"pairs"``...).
+    name: the experiment's name (default: the module of the ``make_task`` passed to
+      :func:`train_and_evaluate`), recorded as ``results["task"]`` so that tables never mix experiments.
     requirements: what the task needs from the config (:class:`~ranking_jax.train.Requirements`: the
       whole global batch as one list, a maximum list length); checked before training.
   """
@@ -138,6 +140,7 @@ class Task:
   report: Optional[Callable[[TrainResult, str], Mapping[str, Any]]] = None
   example_name: str = "ex"
   requirements: Optional[requirements_lib.Requirements] = None
+  name: Optional[str] = None
 
 
 class WorkdirMismatchError(ValueError):
@@ -497,8 +500,12 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
   """
   # The workdir check reads run.json only: before the task is built (data rendered or loaded).
   check_workdir_config(workdir, config)
+  # Which experiment made the run (the task module), so that tables never mix experiments.
+  task_name = getattr(task, "__module__", None) if not isinstance(task, Task) else None
   if callable(task) and not isinstance(task, Task):
     task = task(config)
+  if task.name is None and task_name:
+    task = dataclasses.replace(task, name=task_name)
   requirements_lib.check_requirements(config, task.requirements)
   process_index, process_count = jax.process_index(), jax.process_count()
   is_chief = process_index == 0
@@ -520,6 +527,12 @@ def train_and_evaluate(config: Any, workdir: str, task: Task | Callable[[Any], T
       print(f"warning: skipped the unreadable checkpoint directory {skipped.path} ({skipped.error}); moved "
             f"it to {skipped.moved_to}.", flush=True)
   start_step = int(np.asarray(state.step))
+  if start_step > plan.total_steps:
+    checkpointer.close()
+    # A run that went past this budget cannot become a run of this budget: never record it as one.
+    raise WorkdirMismatchError(
+        f"{workdir} holds a checkpoint of step {start_step}, past this config's {plan.total_steps} steps: "
+        f"relaunch with --config.total_steps={start_step} or more to continue it, or use a new --workdir.")
   results_path = os.path.join(workdir, "results.json")
   recorded = _read_json(results_path)
   if (recorded is not None and recorded.get("complete") and start_step >= plan.total_steps
@@ -668,6 +681,8 @@ def _train_loop(config, workdir, task, plan, weighting, tx, learning_rate_fn, st
              "examples_per_second": float(np.median(rates)) if rates else None,
              "eval": {split: p.metrics for split, p in predictions.items()},
              "train_step_compilations": counter.count, "config": _config_dict(config)}
+  if task.name:
+    results["task"] = task.name
   result = TrainResult(state=final_state, results=results, predictions=predictions)
   if task.report is not None and is_chief:
     results["report"] = dict(task.report(result, workdir) or {})
