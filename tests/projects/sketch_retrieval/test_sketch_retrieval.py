@@ -252,9 +252,10 @@ def test_tables_script_builds_tables_from_runs(tmp_path):
            "acc_at_10": 0.9, "triplet_accuracy": 0.7, "steps": steps}
     (tmp_path / name / "results.json").write_text(json.dumps({"report": row, "step": steps}))
   out = tmp_path / "out"
-  subprocess.run([sys.executable, "-m", "experiments.tables", "sketch_retrieval", f"--runs={tmp_path}/*",
-                  f"--out={out}"], check=True, cwd=REPO, capture_output=True)
-  text = (out / "tables.md").read_text()
+  text = subprocess.run([sys.executable, "-m", "experiments.tables", "sketch_retrieval", f"--runs={tmp_path}/*",
+                         f"--out={out}"], check=True, cwd=REPO, capture_output=True, text=True).stdout
+  # Two schedules (600 and 2 steps): one section each, and one tables.md per schedule under --out.
+  assert (out / "steps_600" / "tables.md").exists() and (out / "steps_2" / "tables.md").exists()
   assert "40.00 ± 14.14 (2 seeds)" in text  # mtl acc@1 over two seeds, in %
   assert "## Table 1" in text and "## Table 4" in text
   assert "| triplet | embedded | 600 | 1 (seeds [0]) | 20.00" in text
