@@ -28,16 +28,7 @@ from typing import Any, Sequence
 from absl import app
 from absl import flags
 
-_EXPERIMENTS = ("class_rectification", "image_difficulty", "multilabel_annotation", "sketch_retrieval",
-                "sodeep_map", "sodeep_recall", "sodeep_spearman", "sodeep_synthetic_ap")
-_RUNS = flags.DEFINE_string("runs", None, "Glob(s) of the runs' work directories, comma-separated "
-                            "(default: /tmp/rj-runs/<experiment>/*).")
-_OUT = flags.DEFINE_string("out", "", "Folder for tables.md and the figures ('' = print only, write nothing).")
-_INCLUDE_INCOMPLETE = flags.DEFINE_bool("include_incomplete", False,
-                                        "Keep runs stopped early (marked INCOMPLETE) instead of leaving them out.")
-_BASELINE = flags.DEFINE_string("baseline", "ce", "class_rectification only: the variant gains are measured against.")
-
-
+# Each experiment's task module: the name its runs record in results.json (``"task"``).
 _TASK_MODULES = {
     "class_rectification": "ranking_jax.projects.class_rectification.class_rectification",
     "image_difficulty": "ranking_jax.projects.ide_ranknet.image_difficulty",
@@ -48,6 +39,13 @@ _TASK_MODULES = {
     "sodeep_spearman": "ranking_jax.projects.sodeep.sodeep_spearman",
     "sodeep_synthetic_ap": "ranking_jax.projects.sodeep.sodeep_synthetic_ap",
 }
+_EXPERIMENTS = tuple(_TASK_MODULES)
+_RUNS = flags.DEFINE_string("runs", None, "Glob(s) of the runs' work directories, comma-separated "
+                            "(default: /tmp/rj-runs/<experiment>/*).")
+_OUT = flags.DEFINE_string("out", "", "Folder for tables.md and the figures ('' = print only, write nothing).")
+_INCLUDE_INCOMPLETE = flags.DEFINE_bool("include_incomplete", False,
+                                        "Keep runs stopped early (marked INCOMPLETE) instead of leaving them out.")
+_BASELINE = flags.DEFINE_string("baseline", "ce", "class_rectification only: the variant gains are measured against.")
 
 
 def select_runs(runs: Sequence[dict[str, Any]], include_incomplete: bool = False,

@@ -43,7 +43,7 @@ def register_dataset(name: str) -> Callable[[Builder], Builder]:
 def check_dataset_name(name: str, accepted: Optional[Sequence[str]] = None) -> None:
   """Raises :class:`ConfigValueError` unless ``name`` is registered (and in ``accepted`` when given)."""
   choices = tuple(accepted) if accepted is not None else tuple(sorted(DATASETS))
-  if name in choices and (name in DATASETS or accepted is not None):
+  if name in choices:
     return
   close = difflib.get_close_matches(str(name), choices, n=2, cutoff=0.5)
   raise ConfigValueError(f"config.data.name must be one of {', '.join(map(repr, choices))}, got {name!r}"

@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from ranking_jax.data import celeba_hq
 from ranking_jax.data import sources
 from ranking_jax.data.errors import DataNotFoundError
 from ranking_jax.errors import ConfigValueError
@@ -30,14 +31,8 @@ SPLITS = ("train", "validation", "test")
 # The paper's partition (= TFDS celeb_a's splits = list_eval_partition.txt's 0 / 1 / 2).
 SPLIT_SIZES = {"train": 162770, "validation": 19867, "test": 19962}
 IMAGE_SHAPE = (218, 178)
-# The attributes in the order of list_attr_celeba.txt (alphabetical), as TFDS stores them.
-ATTRIBUTE_NAMES = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
-    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
-    "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
-    "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
-    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
-    "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young")
+# The attributes in the order of list_attr_celeba.txt (alphabetical), as TFDS stores them (CelebA-HQ's too).
+ATTRIBUTE_NAMES = celeba_hq.ATTRIBUTE_NAMES
 NUM_ATTRIBUTES = len(ATTRIBUTE_NAMES)
 NUM_VALUES = (2,) * NUM_ATTRIBUTES
 # The files TFDS's celeb_a builder downloads (names as in its checksums.tsv), which can be placed by hand.

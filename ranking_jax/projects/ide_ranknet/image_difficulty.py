@@ -192,10 +192,6 @@ def requirements(config: Any) -> train.Requirements:
   return train.Requirements(global_batch="The Kendall RankLoss ranks the whole mini-batch")
 
 
-def _check_config(config: Any) -> None:
-  train.check_requirements(config, requirements(config))
-
-
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
   """The trainer :class:`~ranking_jax.train.Task` of ``config`` (see ``configs/image_difficulty.py``).
 
@@ -205,7 +201,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   test row beside the paper's figure and Figure 4. ``splits`` defaults to :func:`make_splits` of
   ``config.data``. The model is ``models.build_model(config.model.name, **config.model.kwargs)``.
   """
-  _check_config(config)
+  train.check_requirements(config, requirements(config))
   if splits is None:
     splits = make_splits(config.data)
   train_source = splits["train"]

@@ -231,17 +231,13 @@ def requirements(config: Any) -> train.Requirements:
   return train.listwise_requirements("eq. 7 ranks the whole batch per class", spec)
 
 
-def _check_config(config: Any) -> None:
-  train.check_requirements(config, requirements(config))
-
-
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
   """The trainer :class:`~ranking_jax.train.Task` of ``config`` (see ``configs/sodeep_map.py``).
 
   ``splits`` defaults to :func:`make_splits` of ``config.data``; the model is
   ``models.build_model(config.model.name, **config.model.kwargs)`` (WILDCAT).
   """
-  _check_config(config)
+  train.check_requirements(config, requirements(config))
   if splits is None:
     splits = make_splits(config.data)
   train_source = splits["train"]
