@@ -82,12 +82,16 @@ LAMBDA_A, LAMBDA_S, LAMBDA_P_POS, LAMBDA_P_NEG = 1.0, 0.01, 0.01, 0.01
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The config of ``"<variant>[,shoes|,chairs][,smoke][,seed=N]"``."""
-  arg = base.parse_arg(arg, default="mtl", variants=VARIANTS, modifiers=("shoes", "chairs", "smoke"), seed=0)
+  arg = base.parse_arg(arg, default="mtl", variants=VARIANTS,
+                       modifiers=("shoes", "chairs", "smoke", "scratch", "val"), seed=0)
   if arg.shoes and arg.chairs:
     raise ValueError("give at most one of the modifiers shoes and chairs.")
   variant = arg.variant
   generation, sampling, ap, ar = VARIANT_SPECS[variant]
   real = arg.shoes or arg.chairs
+  # Real QMUL data: the ImageNet-pretrained trunk unless `scratch` asks for the small network; embedded
+  # data (a CPU demo) keeps the small network.
+  pretrained = real and not arg.scratch
 
   config = base.get_base_config()
   config.variant = variant
@@ -109,6 +113,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.cache_dir = ""
   config.data.data_dir = ""  # QMUL folder
   config.data.attributes_file = ""  # QMUL attribute labels (format: ranking_jax/projects/sketch_retrieval/qmul.py)
+  # > 0: hold out this many training pairs (sketch + photo) as a validation split, evaluated instead of the
+  # test split (for choosing settings; the `val` modifier sets 60).
+  config.data.validation_pairs = 60 if arg.val else 0
 
   config.triplets = ml_collections.ConfigDict()
   config.triplets.generation = generation
@@ -116,6 +123,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Simulated human annotators on embedded data (QMUL-Shoe: 3 per training sketch, majority agreement 0.89).
   config.triplets.num_annotators = 3
   config.triplets.annotator_temperature = 0.35
+  # Fraction of training triplets whose negative is replaced by a random photo outside the sketch's
+  # annotated top-10 list (the reference code's "easy" negatives, 1 - hard_ratio = 0.25).
+  config.triplets.easy_negative_fraction = 0.0
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "sketch_triplet_net"
@@ -130,6 +140,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.margin = 1.0  # Delta of eq. 1
   # Eq. 4's sketch predictions as a fixed target (Caffe's sigmoid cross-entropy has no gradient to its label).
   config.loss.attribute_target_gradient = False
+  # Reduction of the attribute cross-entropies (eq. 2, eq. 4) over the attributes: "mean" (1/N sum, as
+  # eq. 2 is written) or "sum" (Caffe's SigmoidCrossEntropyLoss layer, N times larger).
+  config.loss.attribute_reduction = "mean"
 
   config.pretrain = ml_collections.ConfigDict()
   config.pretrain.steps = 100  # stage 1: cross-domain instance classification
@@ -138,6 +151,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.attribute_weight = 1.0  # lambda_a of eq. 6
+  # 1: the centre crop; 10: the mean embedding of the 4 corner + centre crops and their mirror images.
+  config.eval.views = 1
 
   config.multitask.name = "weighted"
   config.multitask.weights = ml_collections.ConfigDict({
@@ -152,15 +167,51 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   base.set_duration(config, "checkpoint_every", steps=200)
   config.log_every_steps = 25
 
+  config.model.trunk = "scratch"
+  if pretrained:
+    _use_pretrained_trunk(config)
+
   if arg.smoke:
     config.data.update(image_size=40, crop_size=32, num_train=12, num_test=10)
     config.batch_size = 8
     config.eval_batch_size = 20
     config.pretrain.steps = 1
-    config.model.kwargs.update({"widths": (4, 4, 8, 8, 8), "fc_features": 16, "embedding_dim": 8,
-                                "attribute_hidden": 8})
+    if not pretrained:
+      config.model.kwargs.update({"widths": (4, 4, 8, 8, 8), "fc_features": 16, "embedding_dim": 8,
+                                  "attribute_hidden": 8})
     config.optimizer.schedule.warmup_steps = 0
     base.set_duration(config, "total", steps=2)
     base.set_duration(config, "checkpoint_every", steps=0)
     config.log_every_steps = 1
+    if pretrained:
+      config.data.update(image_size=36, crop_size=32, validation_pairs=2 if arg.val else 0)
+      config.model.kwargs.update(start_block=15, stop_block=16, embedding_dim=8, attribute_hidden=8)
   return config
+
+
+def _use_pretrained_trunk(config: ml_collections.ConfigDict) -> None:
+  """The ImageNet EfficientNet-Lite0 trunk, fine-tuned, and the reference protocol (QMUL default).
+
+  Settings chosen on a validation split of 60 training pairs (ranking_jax/projects/sketch_retrieval/README.md
+  "Choosing the pretrained recipe"), never on the test sketches.
+  """
+  config.model.name = "sketch_pretrained_net"
+  # Blocks 0-10 frozen (their maps cached per view); blocks start_block .. stop_block - 1 trained and the
+  # embedding a linear map of the flattened map (readout "flatten": the layout survives).
+  config.model.trunk = "frozen_maps"
+  config.model.kwargs = ml_collections.ConfigDict(
+      {"start_block": 11, "stop_block": 11, "readout": "flatten", "embedding_dim": 256,
+       "attribute_hidden": 256, "dropout_rate": 0.0, "drop_connect_rate": 0.0})
+  config.data.image_size = 144  # 256 -> 144 (box filter), 128-px views: the paper's 225 of 256, scaled
+  config.data.crop_size = 128
+  config.data.flip = "independent"
+  config.triplets.easy_negative_fraction = 0.25
+  config.loss.margin = 0.3
+  config.eval.views = 10
+  config.pretrain.steps = 0
+  config.pretrain.weight_after = 0.0
+  config.batch_size = 32
+  config.optimizer.update(learning_rate=1e-3)
+  base.set_duration(config, "total", steps=600)
+  base.set_duration(config, "checkpoint_every", steps=0)
+  config.log_every_steps = 50

@@ -69,6 +69,7 @@ from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import pipeline
 from ranking_jax.data import registry as data_registry
+from ranking_jax.projects.sketch_retrieval import pretrained as pretrained_lib
 from ranking_jax.projects.sketch_retrieval import qmul as qmul_lib
 from ranking_jax.data import rendered
 from ranking_jax.projects.sketch_retrieval import sketch_triplets as triplets_lib
@@ -108,6 +109,7 @@ AP_TERMS = ("sketch_attributes", "positive_attributes", "negative_attributes")
 # Attribute counts of the paper's QMUL annotation (head size when AR runs without labels).
 PAPER_NUM_ATTRIBUTES = {"shoes": 21, "chairs": 15}
 _BRANCHES = ("anchor", "positive", "negative")
+PRETRAINED_MODEL = "sketch_pretrained_net"
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -160,6 +162,9 @@ class SketchData:
   num_attributes: int
   use_ap: bool
   notes: tuple[str, ...] = ()
+  # Where ``train`` / ``test`` come from: ``{part: (split name, pairs of that whole split, row indices)}``
+  # (a validation split is rows of the training split), so per-split caches serve every carve.
+  origin: Optional[dict[str, tuple[str, "MemoryPairs", np.ndarray]]] = None
 
 
 def _render_embedded(data_config: Any) -> tuple[MemoryPairs, MemoryPairs, np.ndarray, np.ndarray]:
@@ -264,11 +269,193 @@ def prepare_data(config: Any) -> SketchData:
   else:
     rankings = triplets_lib.human_optimised_rankings(human, len(train_pairs))
     train_triplets = _sample(rankings, sampling)
+  num_validation = int(data_config.get("validation_pairs", 0) or 0)
+  origin = {"train": ("train", train_pairs, np.arange(len(train_pairs))),
+            "test": ("test", test_pairs, np.arange(len(test_pairs)))}
+  if num_validation:
+    full_train = train_pairs
+    train_pairs, test_pairs, train_triplets, test_triplets = carve_validation(
+        train_pairs, np.asarray(train_triplets, np.int64), human, num_validation,
+        seed=int(data_config.seed))
+    held = validation_rows(len(full_train), num_validation, seed=int(data_config.seed))
+    origin = {"train": ("train", full_train, np.flatnonzero(~held)),
+              "test": ("train", full_train, np.flatnonzero(held))}
+    notes.append(f"validation: {num_validation} pairs held out of the training split (test split unused)")
   has_labels = train_pairs.attributes is not None
   return SketchData(train=train_pairs, test=test_pairs, train_triplets=np.asarray(train_triplets, np.int64),
                     test_triplets=np.asarray(test_triplets, np.int64),
                     num_attributes=int(train_pairs.attributes.shape[1]) if has_labels else 0,
-                    use_ap=wants_ap and has_labels, notes=tuple(notes))
+                    use_ap=wants_ap and has_labels, notes=tuple(notes), origin=origin)
+
+
+def _subset(pairs: MemoryPairs, rows: np.ndarray) -> MemoryPairs:
+  take = lambda a: None if a is None else a[rows]
+  return MemoryPairs(pairs.sketches[rows], pairs.photos[rows], take(pairs.attributes),
+                     take(pairs.sketch_attributes))
+
+
+def validation_rows(num_pairs: int, num_validation: int, *, seed: int = 0) -> np.ndarray:
+  """bool ``[num_pairs]``: the pairs held out as validation (drawn with ``default_rng([seed, 11])``).
+
+  Raises:
+    ConfigValueError: ``num_validation`` not in ``[2, num_pairs - 2]``.
+  """
+  if not 2 <= num_validation <= num_pairs - 2:
+    raise train.ConfigValueError(f"config.data.validation_pairs must lie in [2, {num_pairs - 2}], got "
+                                 f"{num_validation}.")
+  held = np.zeros(num_pairs, bool)
+  held[np.random.default_rng([seed, 11]).choice(num_pairs, num_validation, replace=False)] = True
+  return held
+
+
+def carve_validation(train: MemoryPairs, train_triplets: np.ndarray, human: Optional[np.ndarray],
+                     num_validation: int, *, seed: int = 0
+                     ) -> tuple[MemoryPairs, MemoryPairs, np.ndarray, np.ndarray]:
+  """Holds ``num_validation`` training pairs (sketch and photo) out as a validation split.
+
+  The held-out pairs are drawn with ``numpy.random.default_rng([seed, 11])``. Training keeps the triplets
+  whose sketch and photos are all in the remaining pairs; the validation triplets are those of
+  ``human`` (QMUL's annotation of the training split, or the simulated one; else ``train_triplets``) whose
+  sketch and photos are all held out. Indices are renumbered within each part (kept order).
+
+  Returns:
+    ``(train_pairs, validation_pairs, train_triplets, validation_triplets)``.
+
+  Raises:
+    ConfigValueError: ``num_validation`` not in ``[2, len(train) - 2]``.
+  """
+  n = len(train)
+  held = validation_rows(n, num_validation, seed=seed)
+  new_index = np.full(n, -1, np.int64)
+  new_index[~held] = np.arange(n - num_validation)
+  new_index[held] = np.arange(num_validation)
+
+  def keep(triplets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    triplets = np.asarray(triplets, np.int64).reshape(-1, 3)
+    inside = mask[triplets].all(axis=1)
+    return new_index[triplets[inside]]
+
+  reference = train_triplets if human is None else human
+  return (_subset(train, np.flatnonzero(~held)), _subset(train, np.flatnonzero(held)),
+          keep(train_triplets, ~held), keep(reference, held))
+
+
+def easy_negative_lists(triplets: np.ndarray, num_pairs: int) -> list[np.ndarray]:
+  """Per sketch, the photos outside its top-10 list: every photo that none of its triplets names, minus its own.
+
+  The reference code's ``make_negative_list`` (Deep_SBIR_tf ``sample_util.py``): a sketch's "easy"
+  negatives are the photos its annotated triplets never compare.
+  """
+  triplets = np.asarray(triplets, np.int64).reshape(-1, 3)
+  lists = []
+  for s in range(num_pairs):
+    named = np.unique(np.concatenate([triplets[triplets[:, 0] == s, 1:].ravel(), [s]]))
+    lists.append(np.setdiff1d(np.arange(num_pairs), named))
+  return lists
+
+
+def make_easy_negative_transform(fraction: float, easy_lists: Sequence[np.ndarray], photos: Any):
+  """A transform ``(batch, rng) -> batch`` that replaces each row's negative, with probability ``fraction``,
+  by a photo drawn uniformly from its sketch's :func:`easy_negative_lists` entry (the reference code's
+  ``hard_ratio = 1 - fraction``); ``batch["triplet"][:, 2]`` follows. ``photos(indices)`` gives the
+  replacement images (or cached maps). ``fraction`` 0: the identity.
+
+  Raises:
+    ConfigValueError: ``fraction`` outside ``[0, 1]``.
+  """
+  fraction = float(fraction)
+  if not 0.0 <= fraction <= 1.0:
+    raise train.ConfigValueError(f"config.triplets.easy_negative_fraction must lie in [0, 1], got {fraction}.")
+
+  def transform(batch: Batch, rng: np.random.Generator) -> Batch:
+    if fraction == 0.0:
+      return batch
+    triplets = np.array(batch["triplet"], np.int64)
+    rows = np.flatnonzero(rng.random(len(triplets)) < fraction)
+    rows = np.asarray([r for r in rows if len(easy_lists[triplets[r, 0]])], np.int64)
+    if not rows.size:
+      return batch
+    chosen = np.asarray([easy_lists[triplets[r, 0]][rng.integers(len(easy_lists[triplets[r, 0]]))]
+                         for r in rows], np.int64)
+    out = dict(batch)
+    negative = np.array(batch["negative"])
+    negative[rows] = photos(chosen)
+    triplets[rows, 2] = chosen
+    out["negative"], out["triplet"] = negative, triplets
+    return out
+
+  return transform
+
+
+def make_view_transform(flip: str, keys: Sequence[str] = _BRANCHES):
+  """A transform picking one of the 10 cached views (:func:`pretrained_lib.ten_views`) of each image.
+
+  ``batch[key]`` holds ``[B, 10, ...]``; each image gets a crop position uniform over the 5 positions and a
+  mirror flag by ``flip``: ``"independent"`` (per image, the reference code's), ``"shared"`` (one per row:
+  sketch and its photos together) or ``"none"``.
+  """
+  mode = qmul_lib.flip_mode(flip)
+
+  def transform(batch: Batch, rng: np.random.Generator) -> Batch:
+    out = dict(batch)
+    rows = len(np.asarray(batch[keys[0]]))
+    shared = rng.random(rows) < 0.5
+    for key in keys:
+      position = rng.integers(0, len(pretrained_lib.VIEW_POSITIONS), size=rows)
+      if mode == "independent":
+        mirror = rng.random(rows) < 0.5
+      else:
+        mirror = shared if mode == "shared" else np.zeros(rows, bool)
+      out[key] = np.asarray(batch[key])[np.arange(rows), pretrained_lib.view_index(position, mirror)]
+    return out
+
+  return transform
+
+
+def chain_transforms(*transforms):
+  """``(batch, rng) -> batch`` applying ``transforms`` in order with the same generator."""
+  def transform(batch: Batch, rng: np.random.Generator) -> Batch:
+    for t in transforms:
+      batch = t(batch, rng)
+    return batch
+  return transform
+
+
+class MapPairs:
+  """Cached frozen-front maps of the 10 views of each sketch and photo (the pair-source protocol).
+
+  ``sketch_images(indices)`` / ``photo_images(indices)``: float32 ``[B, 10, h, w, c]``.
+  """
+
+  def __init__(self, sketch_maps: np.ndarray, photo_maps: np.ndarray, pairs: MemoryPairs):
+    self.sketch_maps, self.photo_maps = sketch_maps, photo_maps
+    self.attributes, self.sketch_attributes = pairs.attributes, pairs.sketch_attributes
+
+  def __len__(self) -> int:
+    return len(self.sketch_maps)
+
+  def sketch_images(self, indices: np.ndarray) -> np.ndarray:
+    return self.sketch_maps[np.asarray(indices)]
+
+  def photo_images(self, indices: np.ndarray) -> np.ndarray:
+    return self.photo_maps[np.asarray(indices)]
+
+
+def pair_maps(config: Any, data: SketchData, part: str) -> MapPairs:
+  """The frozen front's maps of every view of ``data.<part>`` (``"train"`` or ``"test"``), cached per whole
+  split under ``config.data.cache_dir`` (a validation split is rows of the training split's cache)."""
+  kwargs = config.model.kwargs
+  category = str(config.data.category)
+  name = f"qmul_{category}" if config.data.name == "qmul" else "shoe_sketches"
+  pairs = getattr(data, part)
+  split, whole, rows = data.origin[part] if data.origin else (part, pairs, np.arange(len(pairs)))
+  maps = []
+  for kind, images in (("sketch", whole.sketches[..., 0]), ("photo", whole.photos[..., 0])):
+    maps.append(pretrained_lib.cached_view_maps(
+        images, crop_size=int(config.data.crop_size), stop_block=int(kwargs.start_block),
+        cache_dir=str(config.data.get("cache_dir", "") or ""), dataset=name,
+        split=split, kind=kind)[rows])
+  return MapPairs(maps[0], maps[1], pairs)
 
 
 def head_sizes(config: Any, data: SketchData) -> dict[str, int]:
@@ -285,8 +472,12 @@ def head_sizes(config: Any, data: SketchData) -> dict[str, int]:
 # ------------------------------------------------------------------------------------- losses, schedule
 
 
+ATTRIBUTE_REDUCTIONS = ("mean", "sum")
+
+
 def make_loss_terms(*, use_ar: bool, use_ap: bool, pretrain: bool, margin: float = 1.0,
-                    attribute_target_gradient: bool = False) -> dict[str, Any]:
+                    attribute_target_gradient: bool = False, attribute_reduction: str = "mean"
+                    ) -> dict[str, Any]:
   """The trainer's loss terms of eq. 5 (unweighted) and the pre-training term.
 
   ``triplet`` (eq. 1), ``attribute_ranking`` (eq. 4, on the predicted attributes of sketch and positive),
@@ -300,17 +491,28 @@ def make_loss_terms(*, use_ar: bool, use_ap: bool, pretrain: bool, margin: float
   arguments, H(a, a) is the entropy of a, and at weight 1 eq. 4 drove every attribute logit to saturation
   (AR 0.02 while the AP terms rose from ln 2 to 2.1-2.5 in a 400-step run).
   """
+  if attribute_reduction not in ATTRIBUTE_REDUCTIONS:
+    raise train.ConfigValueError(f"config.loss.attribute_reduction must be one of {ATTRIBUTE_REDUCTIONS}, got "
+                                 f"{attribute_reduction!r}.")
+  if not margin > 0:
+    raise train.ConfigValueError(f"config.loss.margin must be > 0, got {margin}.")
+
+  def reduce(loss, logits):  # the losses average over the N attributes; "sum" = N x that mean
+    return loss * logits.shape[-1] if attribute_reduction == "sum" else loss
+
   terms = {"triplet": lambda out, batch: triplet_losses.triplet_ranking_loss(
       out["anchor_embedding"], out["positive_embedding"], out["negative_embedding"], margin=margin)}
   if use_ar:
     target = (lambda x: x) if attribute_target_gradient else jax.lax.stop_gradient
-    terms["attribute_ranking"] = lambda out, batch: triplet_losses.attribute_similarity_loss(
-        target(out["anchor_attribute_logits"]), out["positive_attribute_logits"])
+    terms["attribute_ranking"] = lambda out, batch: reduce(triplet_losses.attribute_similarity_loss(
+        target(out["anchor_attribute_logits"]), out["positive_attribute_logits"]),
+        out["positive_attribute_logits"])
   if use_ap:
     for name, branch in zip(AP_TERMS, _BRANCHES):
       terms[name] = functools.partial(
-          lambda out, batch, branch: triplet_losses.attribute_prediction_loss(
-              out[f"{branch}_attribute_logits"], batch[f"{branch}_attributes"]), branch=branch)
+          lambda out, batch, branch: reduce(triplet_losses.attribute_prediction_loss(
+              out[f"{branch}_attribute_logits"], batch[f"{branch}_attributes"]),
+              out[f"{branch}_attribute_logits"]), branch=branch)
   if pretrain:
     def pretrain_loss(out, batch):
       labels = batch["triplet"].astype(jnp.int32)
@@ -359,14 +561,23 @@ def retrieval_distances(sketch_outputs: Mapping[str, np.ndarray], photo_outputs:
 
 def split_outputs(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray]
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-  """The sketch and photo rows of an evaluation's outputs, each ordered by pair index."""
+  """The sketch and photo rows of an evaluation's outputs, each ordered by pair index; rows of the same image
+  (its test views, ``config.eval.views``) are averaged, as the reference's 10-view test averages features."""
   is_sketch = np.asarray(targets["is_sketch"], bool)
   index = np.asarray(targets["index"])
   parts = []
   for mask in (is_sketch, ~is_sketch):
-    order = np.argsort(index[mask], kind="stable")
-    parts.append({k: np.asarray(v)[mask][order] for k, v in outputs.items()
-                  if k in ("embedding", "attribute_logits")})
+    # Several rows per image (test views): their mean, ordered by index.
+    images, inverse = np.unique(index[mask], return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(images)).astype(np.float64)
+    part = {}
+    for k, v in outputs.items():
+      if k in ("embedding", "attribute_logits"):
+        values = np.asarray(v, np.float64)[mask]
+        total = np.zeros((len(images),) + values.shape[1:], np.float64)
+        np.add.at(total, inverse, values)
+        part[k] = (total / counts.reshape((-1,) + (1,) * (values.ndim - 1))).astype(np.asarray(v).dtype)
+    parts.append(part)
   return parts[0], parts[1]
 
 
@@ -395,12 +606,25 @@ def retrieval_metrics(outputs: Mapping[str, np.ndarray], targets: Mapping[str, n
 # ------------------------------------------------------------------------------------------------ task
 
 
-def _eval_source(pairs: MemoryPairs, crop_size: int) -> rendered.ArraySource:
-  images = np.concatenate([pairs.sketches, pairs.photos])
-  images = qmul_lib.center_crop(images, crop_size)
+EVAL_VIEWS = (1, 10)
+
+
+def _eval_source(pairs: Any, crop_size: int, views: int = 1) -> rendered.ArraySource:
+  """Every test sketch and photo: the centre crop (``views`` 1) or the 10 views of :func:`pretrained_lib.ten_views`
+  (one row each, averaged by :func:`split_outputs`). ``pairs``: :class:`MemoryPairs` (images, cropped here)
+  or :class:`MapPairs` (cached maps of the views)."""
+  if views not in EVAL_VIEWS:
+    raise train.ConfigValueError(f"config.eval.views must be one of {EVAL_VIEWS}, got {views}.")
   n = len(pairs)
-  return rendered.ArraySource({"image": images, "is_sketch": np.repeat([True, False], n),
-                               "index": np.tile(np.arange(n), 2)})
+  if isinstance(pairs, MapPairs):
+    stacked = np.concatenate([pairs.sketch_maps, pairs.photo_maps])  # [2n, 10, h, w, c]
+  else:
+    stacked = pretrained_lib.ten_views(np.concatenate([pairs.sketches, pairs.photos]), crop_size)
+  chosen = [pretrained_lib.CENTRE_VIEW] if views == 1 else list(range(pretrained_lib.NUM_VIEWS))
+  images = stacked[:, chosen].reshape((-1,) + stacked.shape[2:])
+  return rendered.ArraySource({"image": images, "is_sketch": np.repeat([True, False], n * len(chosen)),
+                               "index": np.repeat(np.tile(np.arange(n), 2), len(chosen)),
+                               "view": np.tile(np.asarray(chosen), 2 * n)})
 
 
 def make_task(config: Any, data: Optional[SketchData] = None) -> train.Task:
@@ -417,19 +641,36 @@ def make_task(config: Any, data: Optional[SketchData] = None) -> train.Task:
   pretrain_steps = int(config.pretrain.steps)
   terms = make_loss_terms(use_ar=use_ar, use_ap=data.use_ap, pretrain=pretrain_steps > 0,
                           margin=float(config.loss.margin),
-                          attribute_target_gradient=bool(config.loss.get("attribute_target_gradient", False)))
+                          attribute_target_gradient=bool(config.loss.get("attribute_target_gradient", False)),
+                          attribute_reduction=str(config.loss.get("attribute_reduction", "mean")))
   sizes = head_sizes(config, data)
   model = models.build_model(config.model.name, **{**config.model.kwargs.to_dict(), **sizes})
-  triplet_source = triplets_lib.TripletSource(data.train, data.train_triplets, with_attributes=data.use_ap)
+  uses_pretrained = config.model.name == PRETRAINED_MODEL
   crop = int(config.data.crop_size)
-  transform = qmul_lib.make_crop_flip_transform(crop, flip=config.data.flip)
+  views = int(config.eval.get("views", 1))
+  if views not in EVAL_VIEWS:
+    raise train.ConfigValueError(f"config.eval.views must be one of {EVAL_VIEWS}, got {views}.")
+  if uses_pretrained:
+    train_pairs, test_pairs = pair_maps(config, data, "train"), pair_maps(config, data, "test")
+    crop_transform = make_view_transform(config.data.flip)
+  else:
+    train_pairs, test_pairs = data.train, data.test
+    crop_transform = qmul_lib.make_crop_flip_transform(crop, flip=config.data.flip)
+  easy = make_easy_negative_transform(float(config.triplets.get("easy_negative_fraction", 0.0)),
+                                      easy_negative_lists(data.train_triplets, len(data.train)),
+                                      train_pairs.photo_images)
+  transform = chain_transforms(easy, crop_transform)
+  triplet_source = triplets_lib.TripletSource(train_pairs, data.train_triplets, with_attributes=data.use_ap)
   batch_size, seed, eval_batch_size = int(config.batch_size), int(config.seed), int(config.eval_batch_size)
   label_keys = tuple(f"{b}_attributes" for b in _BRANCHES) if data.use_ap else ()
+  photo_attributes = None if data.train.attributes is None else np.asarray(data.train.attributes, np.float32)
 
   def to_trainer_batch(batch: Batch) -> Batch:
     out = {"inputs": {b: np.asarray(batch[b], np.float32) for b in _BRANCHES},
            "triplet": np.asarray(batch["triplet"], np.int32)}
     out.update({k: np.asarray(batch[k], np.float32) for k in label_keys})
+    if data.use_ap:  # an easy negative replaced the negative photo: its labels follow
+      out["negative_attributes"] = photo_attributes[np.asarray(batch["triplet"])[:, 2]]
     return out
 
   def make_train_iterator(start_step: int, process_index: int, process_count: int) -> Iterator[Batch]:
@@ -438,12 +679,12 @@ def make_task(config: Any, data: Optional[SketchData] = None) -> train.Task:
                                            transform=transform)
     return pipeline.prefetch(to_trainer_batch(b) for b in batches)
 
-  test_source = _eval_source(data.test, crop)
+  test_source = _eval_source(test_pairs, crop, views)
 
   def make_eval_iterator() -> Iterator[Batch]:
     for b in pipeline.make_eval_iterator(test_source, eval_batch_size, process_index=jax.process_index(),
                                          process_count=jax.process_count()):
-      out = {"inputs": b["image"], "is_sketch": b["is_sketch"], "index": b["index"]}
+      out = {"inputs": b["image"], "is_sketch": b["is_sketch"], "index": b["index"], "view": b["view"]}
       if "mask" in b:
         out["mask"] = b["mask"]
       yield out
@@ -455,6 +696,7 @@ def make_task(config: Any, data: Optional[SketchData] = None) -> train.Task:
                     evaluators=evaluators, schedule=make_schedule(weights, pretrain_steps, tuple(terms),
                                                            float(config.pretrain.get("weight_after", 0.0))),
                     num_train_examples=len(triplet_source),
+                    initialize_variables=pretrained_lib.load_tail_weights if uses_pretrained else None,
                     report=functools.partial(report, config, data), example_name="triplets")
 
 
@@ -545,6 +787,8 @@ def report(config: Any, data: SketchData, result: train.TrainResult, workdir: st
   variant = str(config.variant)
   category = str(config.data.category)
   data_name = "embedded" if config.data.name == "shoe_sketches" else f"qmul_{category}"
+  if int(config.data.get("validation_pairs", 0) or 0):
+    data_name += "_val"
   row = {"variant": variant, "data": data_name, "seed": int(config.seed), "steps": result.results["step"],
          **{k: float(v) for k, v in test.metrics.items()}, "notes": "; ".join(data.notes) or None,
          "num_train_triplets": int(len(data.train_triplets))}
