@@ -202,6 +202,8 @@ def _use_pretrained_trunk(config: ml_collections.ConfigDict) -> None:
   config.model.kwargs = ml_collections.ConfigDict(
       {"start_block": 11, "stop_block": 11, "readout": "flatten", "embedding_dim": 256,
        "attribute_hidden": 256, "dropout_rate": 0.0, "drop_connect_rate": 0.0})
+  # "pca": the embedding starts as the PCA projection of the training maps (else a random projection).
+  config.model.embedding_init = "random"
   config.data.image_size = 144  # 256 -> 144 (box filter), 128-px views: the paper's 225 of 256, scaled
   config.data.crop_size = 128
   config.data.flip = "independent"

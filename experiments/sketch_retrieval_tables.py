@@ -32,7 +32,8 @@ TABLES = (
 ALIASES = {"auto_hard": "mtl", "hard": "mtl"}
 _METRICS = ("acc_at_1", "acc_at_10", "triplet_accuracy")
 _COLUMNS = (
-    reporting.Column("variant"), reporting.Column("data"), reporting.Column("steps"), reporting.Column("runs"),
+    reporting.Column("variant"), reporting.Column("data"), reporting.Column("trunk"), reporting.Column("steps"),
+    reporting.Column("runs"),
     reporting.Column("acc_at_1", "acc@1 %"), reporting.Column("acc_at_10", "acc@10 %"),
     reporting.Column("triplet_accuracy", "triplet acc %"),
     reporting.Column("paper_acc_at_1", "paper acc@1 %", ".2f"),
@@ -48,15 +49,16 @@ def _cell(values: Sequence[float]) -> str:
 def build_tables(runs: Sequence[Mapping[str, Any]]) -> str:
   """The markdown of Tables 1-4 from run results (each with ``report``: variant, data, metrics).
 
-  Runs are grouped by (variant, data, steps): a smoke run or a shorter schedule gets its own row instead
-  of being averaged with the default-size seeds.
+  Runs are grouped by (variant, data, steps, trunk): a smoke run, a shorter schedule or the other network
+  (``trunk``: ``pretrained`` or ``scratch``, the small network; runs before the field existed are
+  ``scratch``) gets its own row instead of being averaged with the default-size seeds.
   """
   groups: dict[tuple[str, str, int], list[Mapping[str, Any]]] = collections.defaultdict(list)
   for run in runs:
     row = run.get("report") or {}
     if "variant" in row:
       steps = int(row.get("steps", run.get("step", 0)) or 0)
-      groups[(row["variant"], row.get("data", "embedded"), steps)].append(row)
+      groups[(row["variant"], row.get("data", "embedded"), (steps, str(row.get("trunk", "scratch"))))].append(row)
   datasets = sorted({data for _, data, _ in groups}) or ["embedded"]
   parts = []
   for title, variants in TABLES:
@@ -72,9 +74,9 @@ def build_tables(runs: Sequence[Mapping[str, Any]]) -> str:
           if data.startswith("qmul") and config_lib.VARIANT_SPECS[variant][0] == "auto":
             row["notes"] = "automatic triplets need attribute labels (--config.data.attributes_file)"
           rows.append(row)
-        for steps in schedules:
-          members = groups[(source, data, steps)]
-          row = {"variant": variant, "data": data, "steps": steps, **paper}
+        for steps, trunk in schedules:
+          members = groups[(source, data, (steps, trunk))]
+          row = {"variant": variant, "data": data, "steps": steps, "trunk": trunk, **paper}
           row["runs"] = (f"{len(members)} (seeds {sorted(int(m.get('seed', 0)) for m in members)})"
                          + ("" if source == variant else f" = {source}"))
           row.update({k: _cell([float(m[k]) for m in members]) for k in _METRICS})

@@ -110,6 +110,7 @@ AP_TERMS = ("sketch_attributes", "positive_attributes", "negative_attributes")
 PAPER_NUM_ATTRIBUTES = {"shoes": 21, "chairs": 15}
 _BRANCHES = ("anchor", "positive", "negative")
 PRETRAINED_MODEL = "sketch_pretrained_net"
+EMBEDDING_INITS = ("random", "pca")
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -681,6 +682,23 @@ def make_task(config: Any, data: Optional[SketchData] = None) -> train.Task:
 
   test_source = _eval_source(test_pairs, crop, views)
 
+  embedding_init = str(config.model.get("embedding_init", "random"))
+  if embedding_init not in EMBEDDING_INITS:
+    raise train.ConfigValueError(f"config.model.embedding_init must be one of {EMBEDDING_INITS}, got "
+                                 f"{embedding_init!r}.")
+
+  def initialize(variables):
+    variables = pretrained_lib.load_tail_weights(variables)
+    if embedding_init == "pca":
+      kwargs = config.model.kwargs
+      if kwargs.get("readout", "flatten") != "flatten" or kwargs.get("stop_block") != kwargs.start_block:
+        raise train.ConfigValueError("config.model.embedding_init='pca' needs readout 'flatten' with "
+                                     "stop_block == start_block (the embedding reads the cached maps).")
+      maps = np.concatenate([train_pairs.sketch_maps, train_pairs.photo_maps])  # [2n, 10, h, w, c]
+      variables = pretrained_lib.pca_embedding_init(variables, maps.reshape(maps.shape[0] * maps.shape[1], -1),
+                                                    seed=seed)
+    return variables
+
   def make_eval_iterator() -> Iterator[Batch]:
     for b in pipeline.make_eval_iterator(test_source, eval_batch_size, process_index=jax.process_index(),
                                          process_count=jax.process_count()):
@@ -696,7 +714,7 @@ def make_task(config: Any, data: Optional[SketchData] = None) -> train.Task:
                     evaluators=evaluators, schedule=make_schedule(weights, pretrain_steps, tuple(terms),
                                                            float(config.pretrain.get("weight_after", 0.0))),
                     num_train_examples=len(triplet_source),
-                    initialize_variables=pretrained_lib.load_tail_weights if uses_pretrained else None,
+                    initialize_variables=initialize if uses_pretrained else None,
                     report=functools.partial(report, config, data), example_name="triplets")
 
 
@@ -790,6 +808,7 @@ def report(config: Any, data: SketchData, result: train.TrainResult, workdir: st
   if int(config.data.get("validation_pairs", 0) or 0):
     data_name += "_val"
   row = {"variant": variant, "data": data_name, "seed": int(config.seed), "steps": result.results["step"],
+         "trunk": "pretrained" if config.model.name == PRETRAINED_MODEL else "scratch",
          **{k: float(v) for k, v in test.metrics.items()}, "notes": "; ".join(data.notes) or None,
          "num_train_triplets": int(len(data.train_triplets))}
   sketch_out, photo_out = split_outputs(test.outputs, test.targets)

@@ -192,22 +192,47 @@ def test_carve_validation_keeps_parts_disjoint_and_renumbers():
 
 @needs_weights
 def test_tail_weights_are_imagenet_and_branches_share_them():
-  model = pretrained.sketch_pretrained_net(start_block=15, embedding_dim=4, num_classes=3)
   maps = jnp.asarray(np.random.default_rng(0).normal(size=(2, 2, 2, 192)), jnp.float32)
-  variables = pretrained.load_tail_weights(model.init(jax.random.key(0), maps))
   imagenet = weights_lib.efficientnet_lite0_imagenet_weights()
-  flat = weights_lib.flatten_variables(variables)
-  for key in ("params/blocks_15/depthwise_conv/kernel", "batch_stats/bn1/mean", "params/conv_head/kernel"):
-    collection, _, rest = key.partition("/")
-    np.testing.assert_array_equal(flat[f"{collection}/backbone/{rest}"], imagenet[key])
-  assert not any("blocks_14" in k for k in flat)  # the frozen front is not part of the model
-  out = model.apply(variables, {"anchor": maps, "positive": maps[::-1], "negative": maps})
-  single = model.apply(variables, maps)
-  np.testing.assert_allclose(out["anchor_embedding"], single["embedding"], rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(out["positive_embedding"], single["embedding"][::-1], rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(np.linalg.norm(single["embedding"], axis=1), 1.0, rtol=1e-5)
+  for readout, stop, keys in (("flatten", 16, ("params/blocks_15/depthwise_conv/kernel",
+                                               "batch_stats/blocks_15/bn0/mean")),
+                              ("pool", None, ("params/blocks_15/project_conv/kernel", "batch_stats/bn1/mean",
+                                              "params/conv_head/kernel"))):
+    model = pretrained.sketch_pretrained_net(start_block=15, stop_block=stop, readout=readout, embedding_dim=4,
+                                             num_classes=3)
+    variables = pretrained.load_tail_weights(model.init(jax.random.key(0), maps))
+    flat = weights_lib.flatten_variables(variables)
+    for key in keys:
+      collection, _, rest = key.partition("/")
+      np.testing.assert_array_equal(flat[f"{collection}/backbone/{rest}"], imagenet[key])
+    assert not any("blocks_14" in k for k in flat)  # the frozen front is not part of the model
+    assert readout == "pool" or not any("conv_head" in k for k in flat)
+    out = model.apply(variables, {"anchor": maps, "positive": maps[::-1], "negative": maps})
+    single = model.apply(variables, maps)
+    np.testing.assert_allclose(out["anchor_embedding"], single["embedding"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["positive_embedding"], single["embedding"][::-1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(single["embedding"], axis=1), 1.0, rtol=1e-5)
   with pytest.raises(ValueError, match="start_block"):
     pretrained.sketch_pretrained_net(start_block=0)
+  with pytest.raises(ValueError, match="stop_block"):
+    pretrained.sketch_pretrained_net(start_block=11, stop_block=10)
+
+
+def test_pca_embedding_init_projects_on_the_principal_directions():
+  rng = np.random.default_rng(3)
+  maps = (rng.normal(size=(40, 12)) * np.geomspace(8.0, 0.1, 12)).reshape(40, 2, 2, 3)  # distinct variances
+  model = pretrained.sketch_pretrained_net(start_block=11, stop_block=11, embedding_dim=4)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 2, 2, 3)))
+  variables = pretrained.pca_embedding_init(variables, maps.reshape(40, -1))
+  flat = maps.reshape(40, -1)
+  centred = flat - flat.mean(0)
+  _, _, vt = np.linalg.svd(centred, full_matrices=False)
+  projected = centred @ vt[:4].T  # numpy reference: the top-4 principal components
+  embedding = np.asarray(model.apply(variables, jnp.asarray(maps, jnp.float32))["embedding"])
+  reference = projected / np.linalg.norm(projected, axis=1, keepdims=True)
+  np.testing.assert_allclose(np.abs(embedding), np.abs(reference), atol=2e-3)  # up to each component's sign
+  with pytest.raises(ValueError, match="features"):
+    pretrained.pca_embedding_init(variables, flat[:, :5])
 
 
 @needs_weights
