@@ -185,7 +185,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.log_every_steps = 1
     if pretrained:
       config.data.update(image_size=36, crop_size=32, validation_pairs=2 if arg.val else 0)
-      config.model.kwargs.update(start_block=15, stop_block=16, embedding_dim=8, attribute_hidden=8)
+      config.model.kwargs.update(start_block=4, stop_block=4, embedding_dim=8, attribute_hidden=8)
   return config
 
 
@@ -203,10 +203,10 @@ def _use_pretrained_trunk(config: ml_collections.ConfigDict) -> None:
       {"start_block": 11, "stop_block": 11, "readout": "flatten", "embedding_dim": 256,
        "attribute_hidden": 256, "dropout_rate": 0.0, "drop_connect_rate": 0.0})
   # "pca": the embedding starts as the PCA projection of the training maps (else a random projection).
-  config.model.embedding_init = "random"
+  config.model.embedding_init = "pca"
   config.data.image_size = 144  # 256 -> 144 (box filter), 128-px views: the paper's 225 of 256, scaled
   config.data.crop_size = 128
-  config.data.flip = "independent"
+  config.data.flip = "shared"
   config.triplets.easy_negative_fraction = 0.25
   config.loss.margin = 0.3
   config.eval.views = 10

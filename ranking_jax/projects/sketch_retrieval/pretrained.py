@@ -25,6 +25,7 @@ Entry points: :func:`ten_views`, :func:`imagenet_front`, :func:`cached_view_maps
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Optional, Union
 
 import flax.linen as nn
@@ -92,11 +93,17 @@ def gray_to_rgb(images: Union[np.ndarray, Array]) -> Union[np.ndarray, Array]:
       images, 3, axis=-1)
 
 
+@functools.lru_cache(maxsize=1)
+def _imagenet_weights() -> Mapping[str, np.ndarray]:
+  """The flat ImageNet weights, read once per process (never modified by the callers)."""
+  return weights_lib.efficientnet_lite0_imagenet_weights()
+
+
 def _imagenet_variables(model: EfficientNetLite0, sample: Array) -> dict[str, Any]:
   """``model``'s variables with the ImageNet weights of the blocks (and stem / head) it holds."""
   variables = model.init(jax.random.key(0), sample)
   expected = weights_lib.flatten_variables(variables)
-  loaded = weights_lib.efficientnet_lite0_imagenet_weights()
+  loaded = _imagenet_weights()
   flat = dict(expected)
   for key in expected:
     if key not in loaded or loaded[key].shape != expected[key].shape:
@@ -270,7 +277,7 @@ def load_tail_weights(variables: Mapping[str, Any]) -> dict[str, Any]:
     ValueError: a tail variable without an ImageNet counterpart.
   """
   flat = weights_lib.flatten_variables(variables)
-  loaded = weights_lib.efficientnet_lite0_imagenet_weights()
+  loaded = _imagenet_weights()
   count = 0
   for key in list(flat):
     collection, _, rest = key.partition("/")

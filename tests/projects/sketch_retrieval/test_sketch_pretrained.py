@@ -193,7 +193,7 @@ def test_carve_validation_keeps_parts_disjoint_and_renumbers():
 @needs_weights
 def test_tail_weights_are_imagenet_and_branches_share_them():
   maps = jnp.asarray(np.random.default_rng(0).normal(size=(2, 2, 2, 192)), jnp.float32)
-  imagenet = weights_lib.efficientnet_lite0_imagenet_weights()
+  imagenet = pretrained._imagenet_weights()  # pylint: disable=protected-access
   for readout, stop, keys in (("flatten", 16, ("params/blocks_15/depthwise_conv/kernel",
                                                "batch_stats/blocks_15/bn0/mean")),
                               ("pool", None, ("params/blocks_15/project_conv/kernel", "batch_stats/bn1/mean",

@@ -258,7 +258,7 @@ def test_tables_script_builds_tables_from_runs(tmp_path):
   assert (out / "steps_600" / "tables.md").exists() and (out / "steps_2" / "tables.md").exists()
   assert "40.00 ± 14.14 (2 seeds)" in text  # mtl acc@1 over two seeds, in %
   assert "## Table 1" in text and "## Table 4" in text
-  assert "| triplet | embedded | 600 | 1 (seeds [0]) | 20.00" in text
+  assert "| triplet | embedded | scratch | 600 | 1 (seeds [0]) | 20.00" in text
   assert "| mtl | embedded | 2 | 1 (seeds [0]) | 90.00" in text  # not averaged into the 600-step seeds
   assert "| hard | embedded | 600 | 2 (seeds [0, 1]) = mtl | 40.00 ± 14.14 (2 seeds)" in text
   assert "| medium | embedded | - | not run |" in text
