@@ -259,9 +259,9 @@ def test_tables_script_builds_tables_from_runs(tmp_path):
   assert "40.00 ± 14.14 (2 seeds)" in text  # mtl acc@1 over two seeds, in %
   assert "## Table 1" in text and "## Table 4" in text
   assert "| triplet | embedded | scratch | 600 | 1 (seeds [0]) | 20.00" in text
-  assert "| mtl | embedded | 2 | 1 (seeds [0]) | 90.00" in text  # not averaged into the 600-step seeds
-  assert "| hard | embedded | 600 | 2 (seeds [0, 1]) = mtl | 40.00 ± 14.14 (2 seeds)" in text
-  assert "| medium | embedded | - | not run |" in text
+  assert "| mtl | embedded | scratch | 2 | 1 (seeds [0]) | 90.00" in text  # not averaged into the 600-step seeds
+  assert "| hard | embedded | scratch | 600 | 2 (seeds [0, 1]) = mtl | 40.00 ± 14.14 (2 seeds)" in text
+  assert "| medium | embedded | - | - | not run |" in text
   # No finished run under the glob: one error line, exit status 2 (experiments.tables, shared by every experiment).
   empty = subprocess.run([sys.executable, "-m", "experiments.tables", "sketch_retrieval",
                           f"--runs={tmp_path}/nothing*"], cwd=REPO, capture_output=True, text=True, check=False)
