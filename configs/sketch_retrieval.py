@@ -29,6 +29,17 @@ Variants (``get_config("<variant>[,shoes|,chairs][,smoke][,seed=N]")``; ``--conf
 * modifiers: ``shoes`` / ``chairs`` (real QMUL V1 from ``config.data.data_dir``; without an attribute
   file the automatic-triplet variants refuse with ``AttributesNotFoundError`` and the human-triplet
   variants run without AP, which the report notes), ``smoke`` (tiny, 2 steps, for tests).
+  ``scratch``: on QMUL, the small network of the embedded demo instead of the pretrained trunk;
+  ``val``: hold out 60 training pairs and evaluate on them instead of the test split (choosing settings).
+
+Real QMUL data (``shoes`` / ``chairs``) uses the ImageNet-pretrained EfficientNet-Lite0 by default
+(:func:`_use_pretrained_trunk`, ``ranking_jax/projects/sketch_retrieval/pretrained.py``): blocks 0-10 frozen
+and cached for the 10 views of each image (128-px views of 144-px images), a PCA-initialised linear
+embedding of the flattened block-11 map, and the reference code's protocol as config keys --
+``config.eval.views`` (10-view test averaging), ``config.triplets.easy_negative_fraction`` (0.25),
+``config.loss.margin`` (0.3), ``config.data.flip`` (``shared`` chosen on validation; ``independent`` is
+the reference's per-image flips) and ``config.loss.attribute_reduction`` (``mean`` / ``sum``). 600 steps,
+AdamW lr 1e-3: 2-4 minutes on the 2-core CPU once the maps are cached.
 
 Paper vs. ours. Loss weights (eq. 5) (lambda_a, lambda_s, lambda_p+, lambda_p-) = (1, 0.01, 0.01, 0.01),
 margin 1, fused test distance (eq. 6) with lambda_a = 1, weight decay 5e-4: as the paper. Paper:

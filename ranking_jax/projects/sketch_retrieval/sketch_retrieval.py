@@ -47,6 +47,14 @@ attribute file, variants with automatic triplets (their short list is built from
 terms (eq. 4's attribute ranking needs no labels, so AR stays when the variant has it), and the report
 says so.
 
+**Pretrained trunk** (``config.model.name = "sketch_pretrained_net"``, the default on QMUL;
+:mod:`ranking_jax.projects.sketch_retrieval.pretrained`): the frozen front of the ImageNet EfficientNet-Lite0
+is cached for the 10 views of every image (:func:`pair_maps`), training batches pick one view per image
+(:func:`make_view_transform`) and the test averages the embeddings of its views (``config.eval.views``,
+:func:`split_outputs`). The reference code's "easy" negatives (:func:`make_easy_negative_transform`,
+``config.triplets.easy_negative_fraction``) and a validation split carved from the training pairs
+(:func:`carve_validation`, ``config.data.validation_pairs``) apply to both networks.
+
 Entry points: :func:`make_task`, :func:`report`, :func:`prepare_data`, :func:`retrieval_metrics`,
 :func:`results_table`, :func:`plot_retrieval_examples`.
 """
