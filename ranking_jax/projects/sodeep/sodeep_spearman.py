@@ -376,6 +376,27 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
 
 # --------------------------------------------------------------------------------------------- reports
 
+TEST_PREDICTIONS = "test_predictions.npz"
+
+
+def bootstrap_standard_error(predictions: np.ndarray, labels: np.ndarray, *, num_resamples: int = 1000,
+                             seed: int = 0) -> float:
+  """Bootstrap standard error of Spearman's rho over the test items (resampled in pairs with replacement).
+
+  ``scipy.stats.bootstrap`` (``paired=True``); unlike :func:`spearman_standard_error` it needs no normality
+  and holds at high rho.
+
+  >>> rng = np.random.default_rng(0); x = rng.normal(size=500)
+  >>> 0.01 < bootstrap_standard_error(x + rng.normal(size=500), x, num_resamples=200) < 0.05
+  True
+  """
+  import scipy.stats  # pylint: disable=g-import-not-at-top
+  statistic = lambda p, l: scipy.stats.spearmanr(p, l).statistic
+  result = scipy.stats.bootstrap((np.asarray(predictions), np.asarray(labels)), statistic, paired=True,
+                                 vectorized=False, n_resamples=int(num_resamples), method="percentile",
+                                 random_state=np.random.default_rng(seed))
+  return float(result.standard_error)
+
 
 def read_validation_curve(workdir: str) -> tuple[np.ndarray, np.ndarray]:
   """``(steps, validation rho)`` from ``workdir/metrics.jsonl`` (last record of each step)."""
@@ -435,6 +456,12 @@ def report(config: Any, result: train.TrainResult, workdir: str) -> dict[str, An
   row = {"variant": variant, "data": config.data.name, "seed": int(config.seed),
          "steps": result.results["step"], "list_size": int(config.loss.get("list_size", 0) or 0),
          "batch_size": int(config.batch_size), **test.metrics}
+  predictions = np.asarray(test.outputs, np.float64).reshape(-1)
+  labels = np.asarray(test.targets[_LABEL_KEY], np.float64).reshape(-1)
+  if _GROUP_KEY not in test.targets and np.all(np.isfinite(predictions)) and len(labels) > 3:
+    row["spearman_rho_bootstrap_se"] = bootstrap_standard_error(predictions, labels)
+    # Kept for paired comparisons on the same test items (experiments/sodeep_spearman_tables.py).
+    np.savez_compressed(os.path.join(workdir, TEST_PREDICTIONS), predictions=predictions, labels=labels)
   steps, values = read_validation_curve(workdir)
   plot_validation_curves({variant: [(steps, values)]}, os.path.join(workdir, "validation_rho.png"))
   incomplete = "" if result.results.get("complete", True) else " (INCOMPLETE run)"
