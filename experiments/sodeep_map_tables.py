@@ -62,7 +62,9 @@ def paired_rows(runs: list[dict]) -> list[dict]:
            "paper": 94.0 - 93.2 if variant == "soft_margin_map_lstm" else None}
     for metric in ("map_voc07", "map"):
       diffs = [100 * (r[metric] - b[metric]) for r, b in pairs]
-      row[metric] = reporting.mean_pm_std(diffs, "+.2f")
+      summary = reporting.seed_summary(diffs)
+      row[metric] = (f"{summary['mean']:+.2f} (1 seed)" if summary["n"] == 1 else
+                     f"{summary['mean']:+.2f} ± {summary['std']:.2f} ({summary['n']} seeds)")
       row[metric + "_per_seed"] = " / ".join(f"{d:+.2f}" for d in diffs)
       row[metric + "_wins"] = f"{int(np.sum(np.asarray(diffs) > 0))} of {len(diffs)}"
     rows.append(row)
