@@ -268,3 +268,19 @@ def test_celeba_smoke_finetune_starts_from_the_given_variables(tmp_path):
   for record in [r for r in records if r["split"] == "train"]:
     assert record["loss"] == pytest.approx(record["loss/soft_margin"] + weight * record["loss/map"], rel=1e-4)
     assert record["loss/map"] > 40.0  # the unnormalised sum of ranks over the 40 classes, not a mean in [0, 1]
+
+
+def test_tables_pair_each_rank_variant_with_the_baseline_of_the_same_seed_and_schedule():
+  from experiments import sodeep_map_tables  # pylint: disable=g-import-not-at-top
+
+  def run(variant, seed, value, finetune=True):
+    return {"config": {"seed": seed}, "report": {"variant": variant, "data": "celeba_hq_classes", "steps": 240,
+                                                 "finetune": finetune, "map_voc07": value, "map": value}}
+
+  runs = [run("soft_margin", 0, 0.60), run("soft_margin", 1, 0.62), run("soft_margin_map_lstm", 1, 0.625),
+          run("soft_margin_map_lstm", 0, 0.598), run("soft_margin_map_lstm", 2, 0.70),  # seed 2: no baseline
+          run("soft_margin", 0, 0.10, finetune=False)]  # another schedule: never paired
+  (row,) = sodeep_map_tables.paired_rows(runs)
+  assert row["seeds"] == "1, 0" and row["map_voc07_per_seed"] == "+0.50 / -0.20"
+  assert row["map_voc07"].startswith("+0.15 ± 0.49") and row["map_voc07_wins"] == "1 of 2"
+  assert "Paired by seed" in sodeep_map_tables.make_tables(runs)
