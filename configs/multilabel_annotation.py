@@ -15,8 +15,9 @@ Launch (embedded scenes with 80 tags, no download, CPU)::
       --config.data.data_dir=$HOME/tensorflow_datasets --workdir=/tmp/rj-runs/mla_voc_softmax
 
 Variants (``get_config("<variant>[,nuswide|,voc2007][,smoke]")``), one network trained per variant:
-``softmax``, ``pairwise`` (pairwise ranking), ``warp`` (the paper's sampled rank estimate) and
-``warp_exact`` (exact margin ranks, ours). The paper's reference rows, the **upper bound** (ground truth, k
+``softmax``, ``pairwise`` (pairwise ranking), ``warp`` (the paper's: the hinges of all negatives
+weighted by L of a sampled rank estimate), ``warp_single_violator`` (WSABIE / LightFM's form: one sampled
+violator per positive) and ``warp_exact`` (exact margin ranks, L(r)/r per violator, ours). The paper's reference rows, the **upper bound** (ground truth, k
 tags per image) and **visual features + kNN** (HSV histogram + HOG-like grid, Makadia et al.'s transfer
 from 10 neighbours), train nothing: every run's report computes them on its data
 (``config.eval.reference_rows``, a few seconds) and the tables script prints them from any run.
@@ -51,7 +52,7 @@ import ml_collections
 
 from configs import base
 
-VARIANTS = ("softmax", "pairwise", "warp", "warp_exact")
+VARIANTS = ("softmax", "pairwise", "warp", "warp_single_violator", "warp_exact")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -25,8 +25,8 @@ from ranking_jax import reporting
 from ranking_jax.projects.multilabel_annotation import multilabel_annotation as task_lib
 
 
-ORDER = ("softmax", "pairwise", "warp", "warp_exact")
-FIGURE_LOSSES = ("softmax", "pairwise", "warp")
+ORDER = ("softmax", "pairwise", "warp", "warp_single_violator", "warp_exact")
+FIGURE_LOSSES = ("softmax", "pairwise", "warp", "warp_single_violator")
 
 
 def _cell(values: Sequence[float], scale: float) -> Any:

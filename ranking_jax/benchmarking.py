@@ -95,8 +95,10 @@ def default_cases() -> List[Case]:
            lambda s, r: losses.recall_rank_loss(s, r, rank_fn=soft_l2), _one_relevant),
       Case("multilabel_softmax_loss", lambda s, y: losses.multilabel_softmax_loss(s, y), _multihot),
       Case("pairwise_ranking_loss", lambda s, y: losses.pairwise_ranking_loss(s, y), _multihot),
-      Case("warp_loss (sampled)",
+      Case("warp_loss (sampled rank)",
            lambda s, y: losses.warp_loss(s, y, key=jax.random.key(0)), _multihot),
+      Case("warp_loss_single_violator",
+           lambda s, y: losses.warp_loss_single_violator(s, y, key=jax.random.key(0)), _multihot),
       Case("warp_loss_exact", lambda s, y: losses.warp_loss_exact(s, y), _multihot),
       Case("class_rectification_loss (batch=n, grads to logits+features)",
            lambda s, y, f: losses.class_rectification_loss(
@@ -123,8 +125,10 @@ def annotation_cases() -> List[Case]:
   return [
       Case("multilabel_softmax_loss", lambda s, y: losses.multilabel_softmax_loss(s, y), _annotation_multihot),
       Case("pairwise_ranking_loss", lambda s, y: losses.pairwise_ranking_loss(s, y), _annotation_multihot),
-      Case("warp_loss (sampled)", lambda s, y: losses.warp_loss(s, y, key=jax.random.key(0)),
+      Case("warp_loss (sampled rank)", lambda s, y: losses.warp_loss(s, y, key=jax.random.key(0)),
            _annotation_multihot),
+      Case("warp_loss_single_violator",
+           lambda s, y: losses.warp_loss_single_violator(s, y, key=jax.random.key(0)), _annotation_multihot),
       Case("warp_loss_exact", lambda s, y: losses.warp_loss_exact(s, y), _annotation_multihot),
   ]
 
