@@ -70,6 +70,10 @@ def tables_text(runs: Sequence[dict[str, Any]]) -> str:
   header = ("# Multilabel annotation: Tables 1-2\n\nValues in per cent (mean ± std over seeds where there "
             "are several); N+ = tags recalled at least once, as % of the tags. Paper rows (NUS-WIDE) in "
             "italics; the paper has no exact-rank WARP, its sampled WARP row is beside ours.\n")
+  notes = [f"* {task_lib.ROW_NAMES[name]}: {reference[name]['description']}" for name in task_lib.REFERENCE_ROWS
+           if isinstance(reference.get(name), dict) and reference[name].get("description")]
+  if notes:
+    header += "\nReference rows (no training):\n\n" + "\n".join(notes) + "\n"
   return "\n".join([header] + sections)
 
 
