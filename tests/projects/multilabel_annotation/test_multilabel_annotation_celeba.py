@@ -107,3 +107,18 @@ def test_single_violator_term_uses_the_step_key():
   key = jax.random.fold_in(jax.random.key(2), 5)
   got, expected = jax.jit(lambda s: (term(s, batch), losses.warp_loss_single_violator(s, labels, key=key)))(scores)
   np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_paired_differences_pair_by_seed():
+  from experiments import multilabel_annotation_tables as tables  # pylint: disable=g-import-not-at-top
+
+  def run(loss, seed, recall):
+    metrics = {"per_class_recall": recall, "overall_recall": 0.5, "n_plus_percent": 90.0}
+    return {"report": {"loss": loss, "seed": seed, "k3": metrics, "k5": metrics}}
+  runs = [run("warp", 0, 0.30), run("warp", 1, 0.34), run("softmax", 0, 0.28), run("softmax", 1, 0.31),
+          run("softmax", 2, 0.99)]  # seed 2 has no warp run: left out
+  text = tables.paired_differences_text(runs)
+  # warp - softmax per seed: +2 and +3 points: mean 2.5, sample std 0.71
+  assert "| 3 | warp − softmax | 0, 1 | +2.50 ± 0.71 (2) | +0.00 ± 0.00 (2) |" in text
+  assert "pairwise" not in text
+  assert tables.paired_differences_text(runs[2:]) == ""
