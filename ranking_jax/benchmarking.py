@@ -191,6 +191,28 @@ def run_case(case: Case, batch: int, n: int, *, seed: int = 0, memory_limit_byte
   return Result(case.name, batch, n, forward_ms, backward_ms, peak)
 
 
+def interleaved_backward_ms(cases: Sequence[Case], batch: int, n: int, *, repeats: int = 7,
+                            seed: int = 0) -> dict[str, dict[str, float]]:
+  """Forward+backward ms of ``cases`` on the same ``[batch, n]`` inputs, timed alternately (case 1, case 2,
+  ..., ``repeats`` rounds) so that a changing machine load hits every case alike: ``{name: {"median",
+  "min"}}``. For comparing two implementations on a shared machine (the annotation WARPs)."""
+  rng = np.random.default_rng(seed)
+  scores = jnp.asarray(rng.normal(size=(batch, n)), jnp.float32)
+  programs = {}
+  for case in cases:
+    inputs = (scores, *case.make_extra(np.random.default_rng(seed + 1), batch, n))
+    program = jax.jit(jax.grad(lambda *a, fn=case.fn: jnp.sum(fn(*a)), argnums=case.grad_argnums))
+    jax.block_until_ready(program(*inputs))  # compile
+    programs[case.name] = (program, inputs)
+  times: dict[str, list[float]] = {name: [] for name in programs}
+  for _ in range(repeats):
+    for name, (program, inputs) in programs.items():
+      start = time.perf_counter()
+      jax.block_until_ready(program(*inputs))
+      times[name].append(1e3 * (time.perf_counter() - start))
+  return {name: {"median": statistics.median(t), "min": min(t)} for name, t in times.items()}
+
+
 def run_cases(cases: Sequence[Case], sizes: Sequence[int], batch: int, *,
               progress: Optional[Callable[[Result], None]] = None, **kwargs) -> List[Result]:
   results = []

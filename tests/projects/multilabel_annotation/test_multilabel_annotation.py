@@ -274,6 +274,9 @@ def test_annotation_benchmark_cases_run():
   for case in cases:
     result = benchmarking.run_case(case, 2, 6, min_repeats=1, min_seconds=0.0, max_repeats=1)
     assert result.backward_ms is not None and result.backward_ms > 0 and not result.note
+  timed = benchmarking.interleaved_backward_ms(cases[2:], 2, 6, repeats=2)
+  assert set(timed) == {c.name for c in cases[2:]}
+  assert all(0 < t["min"] <= t["median"] for t in timed.values())
 
 
 def test_score_spread_flags_a_network_that_ignores_the_image():
