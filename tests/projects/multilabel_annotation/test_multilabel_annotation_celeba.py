@@ -60,7 +60,7 @@ def celeba_runs(tmp_path_factory):
       config.data.data_dir = str(folder)
       config.data.feature_cache_dir = str(tmp_path_factory.mktemp("features"))
       config.async_checkpointing = False
-      workdir = tmp_path_factory.mktemp(f"{variant}_s0")
+      workdir = tmp_path_factory.mktemp(f"celeba_{variant}_s0")
       result = train.train_and_evaluate(config, str(workdir), task_lib.make_task(config))
       runs[variant] = (config, workdir, result)
   return runs
@@ -91,7 +91,7 @@ def test_celeba_hq_smoke_runs(celeba_runs):
     # The upper bound reads the test labels: every tag an image has (up to k) is recalled.
     assert report["reference"]["upper_bound"]["k5"]["overall_precision"] > 0.5
     assert (workdir / "recall_vs_frequency.png").read_bytes()[:4] == b"\x89PNG"
-  pattern = str(pathlib.Path(celeba_runs["warp"][1]).parent / "warp_s0*")
+  pattern = str(pathlib.Path(celeba_runs["warp"][1]).parent / "celeba_warp_s0*")
   text = tables_lib.tables_text("multilabel_annotation", reporting.collect_runs(pattern))
   assert task_lib.ROW_NAMES["warp"] in text and "*paper: CNN + WARP*" in text
   assert "celeba_hq_features, 40 tags" in text and "trunk" in text
