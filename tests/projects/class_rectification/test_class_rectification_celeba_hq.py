@@ -35,7 +35,8 @@ def test_celeba_hq_config():
   schedules = {(c.total_steps, c.optimizer.learning_rate, c.optimizer.schedule.name)
                for c in (config_lib.get_config(f"{v},celeba_hq") for v in config_lib.VARIANTS)}
   assert len(schedules) == 1
-  assert config_lib.get_config("crl_instance_distribution,celeba_hq").model.kwargs.l2_normalize_features
+  assert all(config_lib.get_config(f"{v},celeba_hq").model.kwargs.l2_normalize_features for v in config_lib.VARIANTS)
+  assert config.loss.relative_margin == 0.2
   with pytest.raises(ValueError, match="choose one"):
     config_lib.get_config("ce,celeba_hq,celeba")
 
