@@ -29,7 +29,7 @@ def convergence_table(curves) -> str:
       continue
     rows.append({"variant": variant, "evals": len(next(iter(by_seed.values()))),
                  "range": reporting.mean_pm_std([f["range"] for f in flat], ".2f"),
-                 "slope": reporting.mean_pm_std([f["slope_per_1k"] for f in flat], "+.2f"),
+                 "slope": class_rectification.signed_mean_pm_std([f["slope_per_1k"] for f in flat]),
                  "final": reporting.mean_pm_std([points[-1][1] for points in by_seed.values()], ".2f")})
   if not rows:
     return ""

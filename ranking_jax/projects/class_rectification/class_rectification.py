@@ -522,6 +522,20 @@ def paired_gains(runs: Sequence[Mapping[str, Any]], baseline_by_seed: Mapping[in
           if int(r["seed"]) in baseline_by_seed]
 
 
+def signed_mean_pm_std(values: Sequence[float]) -> str:
+  """``"+mean ± std (n seeds)"`` of signed differences (``"-"`` for none).
+
+  >>> signed_mean_pm_std([-0.1, 0.3])
+  '+0.10 ± 0.28 (2 seeds)'
+  """
+  if not len(values):
+    return "-"
+  summary = reporting.seed_summary(values)
+  if summary["n"] == 1:
+    return f"{summary['mean']:+.2f} (1 seed)"
+  return f"{summary['mean']:+.2f} ± {summary['std']:.2f} ({summary['n']} seeds)"
+
+
 def gain_imbalance_correlation(gains: Sequence[float], ratios: Sequence[float]) -> float:
   """Spearman's rank correlation between per-attribute gains and imbalance ratios (NaN if undefined).
 
@@ -580,7 +594,7 @@ def cross_variant_tables(reports: Sequence[Mapping[str, Any]], *, baseline: str 
       gain_rows.append({"variant": v, "gain_all": float(np.mean([r["mean_cba"] for r in rs]) - base_all),
                         "gain_half": float(np.mean([r["mean_cba_imbalanced_half"] for r in rs]) - base_half),
                         "seeds": len(rs), "paper_celeba": paper[0], "paper_xdomain": paper[1],
-                        "paired_half": (reporting.mean_pm_std(paired, "+.2f") if paired else "-"),
+                        "paired_half": signed_mean_pm_std(paired),
                         "positive": f"{sum(p > 0 for p in paired)}/{len(paired)}" if paired else "-",
                         "rho": gain_imbalance_correlation(gain, ratios)})
     parts += ["", f"## Gain over `{baseline}` ({len(groups[baseline])} seeds), percentage points "
@@ -609,8 +623,8 @@ FIGURE5_PANELS = (
 def plot_gain_vs_imbalance(reports: Sequence[Mapping[str, Any]], path: str, *, baseline: str = "ce") -> None:
   """Figure 5: per-attribute gain over ``baseline`` (mean over seeds) against the imbalance ratio (log x);
   one panel per family (:data:`FIGURE5_PANELS`: baselines, CRL class level, CRL instance level; at most
-  four lines each), the shaded band around the zero line is ``baseline``'s seed spread (± std per
-  attribute, ``baseline`` against itself); PNG at ``path``.
+  four lines each); the grey bars on the zero line are ``baseline``'s seed spread (± std per
+  attribute); PNG at ``path``.
 
   Raises:
     ValueError: no run of ``baseline``.
@@ -631,8 +645,8 @@ def plot_gain_vs_imbalance(reports: Sequence[Mapping[str, Any]], path: str, *, b
   with reporting.figure(path, figsize=(4.2 * len(panels), 3.8), ncols=len(panels)) as (_, axes):
     axes = np.atleast_1d(axes)
     for ax, (title, members) in zip(axes, panels):
-      ax.fill_between(ratios[order], -spread[order], spread[order], color="0.85", step="mid",
-                      label=f"{baseline} seed spread (± std)")
+      ax.errorbar(ratios[order], np.zeros(len(order)), yerr=spread[order], fmt="none", ecolor="0.7",
+                  elinewidth=3, label=f"{baseline} seed spread (± std per attribute)")
       ax.axhline(0.0, color="0.4", linewidth=0.8)
       for v in members:
         gain = np.mean([r["cba"] for r in groups[v]], axis=0) - base
