@@ -23,7 +23,9 @@ from ranking_jax.projects.class_rectification import class_rectification
 def convergence_table(curves) -> str:
   """Markdown: per variant, the last quarter's range and slope of the validation curve (mean ± std)."""
   rows = []
-  for variant, by_seed in curves.items():
+  order = class_rectification.VARIANTS
+  for variant, by_seed in sorted(curves.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99,
+                                                                  kv[0])):
     flat = [class_rectification.last_quarter_flatness(points) for points in by_seed.values() if len(points) > 1]
     if not flat:
       continue
