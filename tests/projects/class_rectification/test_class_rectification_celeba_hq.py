@@ -36,7 +36,7 @@ def test_celeba_hq_config():
                for c in (config_lib.get_config(f"{v},celeba_hq") for v in config_lib.VARIANTS)}
   assert len(schedules) == 1
   assert all(config_lib.get_config(f"{v},celeba_hq").model.kwargs.l2_normalize_features for v in config_lib.VARIANTS)
-  assert config.loss.relative_margin == 0.2
+  assert (config.loss.relative_margin, config.loss.top_k, config.loss.num_bins) == (0.2, 5, 51)
   with pytest.raises(ValueError, match="choose one"):
     config_lib.get_config("ce,celeba_hq,celeba")
 
