@@ -107,3 +107,37 @@ def test_smoke_run_on_a_tiny_celeba_hq_fixture(tmp_path, monkeypatch):
   assert all(0.0 <= c <= 100.0 or np.isnan(c) for c in report["cba"])
   records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records if r["split"] == "validation"] == [1, 2]  # the curve's points
+
+
+def _average_ranks(x):
+  """Ranks 1..n with ties averaged (a loop; independent of scipy)."""
+  x = np.asarray(x, np.float64)
+  ranks = np.empty(len(x))
+  for i, v in enumerate(x):
+    ranks[i] = np.sum(x < v) + (np.sum(x == v) + 1) / 2.0
+  return ranks
+
+
+def test_paired_gains_correlation_and_flatness_vs_hand_computed(tmp_path):
+  base = {"names": ["a", "b", "c", "d"], "num_values": [2, 2, 2, 2], "imbalance": [1.0, 30.0, 500.0, 2.0]}
+  reports = [
+      {**base, "variant": "ce", "seed": 0, "cba": [80, 60, 40, 70], "mean_cba": 62.5,
+       "mean_cba_imbalanced_half": 50.0},
+      {**base, "variant": "ce", "seed": 1, "cba": [82, 62, 42, 72], "mean_cba": 64.5,
+       "mean_cba_imbalanced_half": 52.0},
+      {**base, "variant": "crl_instance_relative", "seed": 0, "cba": [81, 70, 50, 71], "mean_cba": 68.0,
+       "mean_cba_imbalanced_half": 60.0},
+      {**base, "variant": "crl_instance_relative", "seed": 1, "cba": [81, 66, 46, 71], "mean_cba": 66.0,
+       "mean_cba_imbalanced_half": 56.0}]
+  # Seed-matched: 60 - 50 = 10 and 56 - 52 = 4 -> mean 7, sample std sqrt(18) = 4.24.
+  row = [l for l in task_lib.cross_variant_tables(reports).splitlines() if l.startswith("| crl_instance_relative | +")][0]
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[6:8] == ["+7.00 ± 4.24 (2 seeds)", "2/2"]
+  gain = np.mean([[81, 70, 50, 71], [81, 66, 46, 71]], 0) - np.mean([[80, 60, 40, 70], [82, 62, 42, 72]], 0)
+  rho = np.corrcoef(_average_ranks(gain), _average_ranks(base["imbalance"]))[0, 1]
+  assert float(cells[8]) == pytest.approx(rho, abs=0.006)
+  assert np.isnan(task_lib.gain_imbalance_correlation([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
+  # Flatness: values on steps 0..100; the last quarter is steps >= 75.
+  points = [(s, 50.0 + 0.1 * s if s < 75 else 60.0 + 0.02 * (s - 75)) for s in range(0, 101, 5)]
+  flat = task_lib.last_quarter_flatness(points)
+  assert flat["range"] == pytest.approx(0.02 * 25) and flat["slope_per_1k"] == pytest.approx(20.0)
