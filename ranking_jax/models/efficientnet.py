@@ -216,6 +216,12 @@ class EfficientNetLite0(nn.Module):
       drops with ``rate * i / 16``). Training with either rate > 0 needs a ``"dropout"`` RNG.
     pool: average the head's feature map (only used when ``num_classes`` is None).
     depthwise: ``"auto"`` (shifted multiply-adds on CPU, XLA's convolution elsewhere), ``"shifted"``, ``"xla"``.
+    start_block: ``s > 0`` makes the model the *tail* of the network: its input is the feature map after
+      blocks ``0 .. s-1`` (``[B, h, w, c]`` float32, ``c`` = block ``s``'s input filters) and it applies
+      blocks ``s ..`` and the head; no stem and no input normalisation (for fine-tuning the last blocks on
+      cached feature maps, :mod:`ranking_jax.models.pretrained_trunk`).
+    stop_block: ``s`` makes the model the *front* of the network: it returns the feature map after blocks
+      ``start_block .. s-1`` (float32 ``[B, h, w, c]``), without the head. ``None``: run to the end.
     blocks: the stages, :data:`LITE0_BLOCKS`.
     dtype: computation dtype (parameters stay float32).
 
@@ -239,6 +245,8 @@ class EfficientNetLite0(nn.Module):
   drop_connect_rate: float = 0.2
   pool: bool = True
   depthwise: str = "auto"
+  start_block: int = 0
+  stop_block: Optional[int] = None
   blocks: Sequence[tuple[int, int, int, int, int, int]] = LITE0_BLOCKS
   dtype: Any = jnp.float32
 
@@ -246,28 +254,53 @@ class EfficientNetLite0(nn.Module):
   def num_features(self) -> int:
     return HEAD_FILTERS
 
+  @property
+  def num_blocks(self) -> int:
+    return sum(stage[0] for stage in self.blocks)
+
+  def block_input_filters(self, block: int) -> int:
+    """Channels of the feature map entering block ``block`` (``num_blocks``: entering the head)."""
+    filters = [f_in if r == 0 else f_out for repeats, _, _, _, f_in, f_out in self.blocks for r in range(repeats)]
+    return (filters + [self.blocks[-1][5]])[block]
+
+  def _check_block_range(self) -> None:
+    total = self.num_blocks
+    stop = total if self.stop_block is None else self.stop_block
+    if not 0 <= self.start_block <= total or not self.start_block <= stop <= total:
+      raise ValueError(f"need 0 <= start_block <= stop_block <= {total}, got start_block={self.start_block}, "
+                       f"stop_block={self.stop_block}.")
+
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
-    if images.ndim != 4 or images.shape[-1] != 3:
-      raise ValueError(f"EfficientNetLite0 expects NHWC RGB images [B, H, W, 3], got shape {images.shape}.")
+    self._check_block_range()
+    channels = 3 if self.start_block == 0 else self.block_input_filters(self.start_block)
+    if images.ndim != 4 or images.shape[-1] != channels:
+      what = "RGB images" if self.start_block == 0 else f"feature maps entering block {self.start_block}"
+      raise ValueError(f"EfficientNetLite0 expects NHWC {what} [B, H, W, {channels}], got shape {images.shape}.")
     if self.input_range not in INPUT_RANGES:
       raise ValueError(f"input_range must be one of {INPUT_RANGES}, got {self.input_range!r}.")
     uses_shifted_depthwise(self.depthwise)  # validates the name
     x = images.astype(jnp.float32)
-    if self.input_range == "0_1":
-      x = x * 255.0
-    if self.input_range != "normalized":
-      x = (x - INPUT_MEAN) / INPUT_STD
-    x = _conv(STEM_FILTERS, 3, 2, self.dtype, "conv_stem")(x.astype(self.dtype))
-    x = nn.relu6(_bn(train, self.dtype, "bn0")(x))
-    total = sum(stage[0] for stage in self.blocks)
+    if self.start_block == 0:
+      if self.input_range == "0_1":
+        x = x * 255.0
+      if self.input_range != "normalized":
+        x = (x - INPUT_MEAN) / INPUT_STD
+      x = _conv(STEM_FILTERS, 3, 2, self.dtype, "conv_stem")(x.astype(self.dtype))
+      x = nn.relu6(_bn(train, self.dtype, "bn0")(x))
+    total = self.num_blocks
     index = 0
     for repeats, kernel, stride, expand, input_filters, output_filters in self.blocks:
       for r in range(repeats):
-        x = MBConvBlock(input_filters if r == 0 else output_filters, output_filters, kernel,
-                        stride if r == 0 else 1, expand, self.drop_connect_rate * index / total,
-                        self.depthwise, self.dtype, name=f"blocks_{index}")(x, train=train)
+        if index == self.stop_block:
+          return x.astype(jnp.float32)
+        if index >= self.start_block:  # names stay blocks_<index>, so a tail loads the full network's weights
+          x = MBConvBlock(input_filters if r == 0 else output_filters, output_filters, kernel,
+                          stride if r == 0 else 1, expand, self.drop_connect_rate * index / total,
+                          self.depthwise, self.dtype, name=f"blocks_{index}")(x.astype(self.dtype), train=train)
         index += 1
+    if self.stop_block == total:
+      return x.astype(jnp.float32)
     x = _conv(HEAD_FILTERS, 1, 1, self.dtype, "conv_head")(x)
     x = nn.relu6(_bn(train, self.dtype, "bn1")(x))
     if self.num_classes is None and not self.pool:
