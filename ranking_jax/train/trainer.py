@@ -170,7 +170,7 @@ RELAUNCH_MAY_CHANGE = (
     "total_steps", "total_epochs", "log_every_steps", "log_every_epochs", "eval_every_steps",
     "eval_every_epochs", "checkpoint_every_steps", "checkpoint_every_epochs", "max_train_seconds",
     "keep_checkpoints", "async_checkpointing", "block_every_step",
-    "data.cache_dir", "data.index_cache_path", "export_dir", "export_pretrained", "command")
+    "data.cache_dir", "data.feature_cache_dir", "data.index_cache_path", "export_dir", "export_pretrained", "command")
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
