@@ -57,6 +57,8 @@ TABLE1_BACKBONES = ("mobilenet", "vgg16", "resnet101", "resnet152")
 # with `voc`; on the embedded scenes (2-core CPU) the same shape over 30 epochs (10 alternation cycles,
 # boundaries 160 / 210 and 200 / 210 of 30 rounded), which again ends on a rank epoch.
 PAPER_EPOCHS = {"voc": 210, "embedded": 30}
+# The authors' MSE cap 0.235 over the variance of the VSD scores (std 0.491): 0.235 / 0.241 = 0.975.
+AUTHORS_RELATIVE_CAP = 0.975
 PAPER_LR_BOUNDARIES = {"voc": (160, 200), "embedded": (23, 29)}
 TABLE2_VARIANTS = ("mse", "kendall", "weighted", "alternating")
 VARIANTS = TABLE2_VARIANTS + TABLE1_BACKBONES
@@ -131,12 +133,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.label_diff = "sgn"  # eq. 1-2: sgn on the label differences, hardtanh on the scores
 
   # The authors' checkpoint rule (their train.py): the evaluation with the best validation Kendall tau
-  # among those with validation MSE <= 0.235; reported beside the final step's figures.
+  # among those with validation MSE <= 0.235; reported beside the final step's figures. On VSD scores
+  # (variance 0.491^2 = 0.241) that cap is 0.975 x the label variance; the embedded scenes' labels have
+  # another variance (0.287 on the validation split), so there the cap is the same fraction of it.
   config.selection = ml_collections.ConfigDict()
   config.selection.split = "validation"
   config.selection.metric = "kendall_tau"
   config.selection.mode = "max"
-  config.selection.constraint = "mse <= 0.235"
+  config.selection.constraint = "mse <= 0.235" if real_data else f"relative_mse <= {AUTHORS_RELATIVE_CAP}"
 
   if real_data:
     base.set_duration(config, "total", epochs=280.0)

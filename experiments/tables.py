@@ -102,8 +102,10 @@ def tables_text(experiment: str, runs: Sequence[dict[str, Any]], out: str = "", 
     folder = out if (not out or len(schedules) == 1) else os.path.join(out, f"steps_{steps}")
     if len(schedules) > 1:
       parts.append(f"\n## Runs of {steps} steps ({len(group)} runs; schedules are never averaged together)\n")
-    seeds = collections.Counter(run.get("config", {}).get("seed") for run in group)
-    repeated = sorted(str(seed) for seed, count in seeds.items() if count > 1 and seed is not None)
+    # One run per (variant, seed): several variants sharing a seed are not repeats.
+    seeds = collections.Counter((run.get("config", {}).get("variant"), run.get("config", {}).get("seed"))
+                                for run in group)
+    repeated = sorted({str(seed) for (_, seed), count in seeds.items() if count > 1 and seed is not None})
     if repeated:
       parts.append(f"- WARNING: seed(s) {', '.join(repeated)} appear in several runs of this schedule; each "
                    "run counts once in the spread (narrow --runs to one run per seed).")

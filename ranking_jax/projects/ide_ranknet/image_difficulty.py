@@ -172,12 +172,15 @@ def difficulty_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray
      \text{MSE} = \frac1n \sum_i (s_i - y_i)^2, \qquad
      \tau_a = \frac{n_c - n_d}{n (n - 1) / 2}
 
-  Non-finite predictions make both metrics NaN (a diverged model is not scored on the rest) and are
+  Also ``relative_mse`` = MSE / variance of the split's labels (the MSE of predicting their mean; 1 - R^2),
+  a scale-free MSE for selection rules that move between label scales (NaN for constant labels).
+
+  Non-finite predictions make the metrics NaN (a diverged model is not scored on the rest) and are
   counted in ``num_nonfinite``, so a run still writes its results instead of failing at the final eval.
 
   >>> out = difficulty_metrics(np.array([1.0, 3.0, 2.0]), {"difficulty": np.array([1.0, 2.0, 3.0])})
   >>> {k: round(v, 4) for k, v in out.items()}
-  {'mse': 0.6667, 'kendall_tau': 0.3333, 'num_examples': 3.0, 'num_nonfinite': 0.0}
+  {'mse': 0.6667, 'kendall_tau': 0.3333, 'relative_mse': 1.0, 'num_examples': 3.0, 'num_nonfinite': 0.0}
   """
   predictions = np.asarray(predictions, np.float64).reshape(-1)
   labels = np.asarray(targets[_LABEL_KEY], np.float64).reshape(-1)
@@ -189,7 +192,9 @@ def difficulty_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray
   else:
     mse = float(np.mean((predictions - labels) ** 2))
     tau = float(metrics_lib.kendall_tau(predictions, labels, variant="a"))
-  return {"mse": mse, "kendall_tau": tau, "num_examples": float(len(labels)),
+  variance = float(np.var(labels))
+  relative = mse / variance if variance > 0 else float("nan")
+  return {"mse": mse, "kendall_tau": tau, "relative_mse": relative, "num_examples": float(len(labels)),
           "num_nonfinite": float(num_nonfinite)}
 
 
@@ -361,12 +366,17 @@ _TABLE_COLUMNS = (
     reporting.Column("steps"), reporting.Column("mse", "test MSE"),
     reporting.Column("kendall_tau", "test Kendall tau_a"), reporting.Column("paper_mse", "paper MSE", ".3f"),
     reporting.Column("paper_tau", "paper tau", ".3f"), reporting.Column("paper_row", "paper row"))
+_SELECTED_COLUMNS = (
+    reporting.Column("selected_step", "selected step"), reporting.Column("selected_mse", "selected: test MSE"),
+    reporting.Column("selected_kendall_tau", "selected: test tau_a"))
 
 
 def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
   """A markdown table of measured rows with the paper's figure beside each (by ``variant``).
 
-  Each row needs ``variant``, ``mse`` and ``kendall_tau``; optional ``data``, ``model``, ``steps``.
+  Each row needs ``variant``, ``mse`` and ``kendall_tau``; optional ``data``, ``model``, ``steps`` and, when
+  any row has ``selected_step``, the columns of the checkpoint the selection rule chose
+  (``selected_step``, ``selected_mse``, ``selected_kendall_tau``; ``-`` where no step qualified).
 
   >>> print(results_table([{"variant": "mse", "mse": 0.25, "kendall_tau": 0.3}]))
   | variant | data | model | steps | test MSE | test Kendall tau_a | paper MSE | paper tau | paper row |
@@ -378,7 +388,10 @@ def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
     paper = PAPER_RESULTS.get(str(row["variant"]))
     full.append({**row, **({"paper_mse": paper[0], "paper_tau": paper[1], "paper_row": paper[2]}
                            if paper else {})})
-  return reporting.markdown_table(full, _TABLE_COLUMNS)
+  columns = _TABLE_COLUMNS
+  if any("selected_step" in row for row in rows):
+    columns = _TABLE_COLUMNS[:6] + _SELECTED_COLUMNS + _TABLE_COLUMNS[6:]
+  return reporting.markdown_table(full, columns)
 
 
 def least_squares_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -421,7 +434,11 @@ def plot_predicted_vs_true(predictions: np.ndarray, labels: np.ndarray, path: st
 
 
 def describe_model(model_config: Any) -> str:
-  """``config.model`` in a few words, e.g. ``image_regressor resnet18 {'width': 8}``."""
+  """``config.model`` in a few words, e.g. ``image_regressor resnet18 {'width': 8}`` or
+  ``efficientnet_lite0 imagenet finetune:1``."""
+  trunk = model_config.get("trunk", "scratch")
+  if trunk != "scratch":
+    return f"{pretrained_trunk.BACKBONE} {pretrained_trunk.WEIGHTS} {trunk}"
   kwargs = model_config.kwargs
   backbone = kwargs.get("backbone", "")
   extra = dict(kwargs.get("backbone_kwargs", None) or {})
@@ -431,14 +448,25 @@ def describe_model(model_config: Any) -> str:
 def report(config: Any, result: train.TrainResult, workdir: str) -> dict[str, Any]:
   """The run's report from the test predictions already computed by the trainer.
 
-  Writes ``results.md`` (:func:`results_table` row) and ``figure4.png`` (:func:`plot_predicted_vs_true`)
-  into ``workdir``; returns the row, the least-squares line and the paper's figure (stored under
-  ``results["report"]``).
+  Writes ``results.md`` (:func:`results_table` row) and ``figure4.png`` (:func:`plot_predicted_vs_true`
+  of the final step; ``figure4_selected.png`` of the checkpoint chosen by ``config.selection`` when one
+  qualified) into ``workdir``; returns the row (with ``selected_*`` test figures when a rule is set), the
+  least-squares line and the paper's figure (stored under ``results["report"]``).
   """
   test = result.predictions["test"]
   variant = str(config.variant)
   row = {"variant": variant, "data": config.data.name, "model": describe_model(config.model),
          "steps": result.results["step"], **test.metrics}
+  selected = result.results.get("selected")
+  if selected is not None:
+    chosen = (selected.get("eval") or {}).get("test") or {}
+    row.update({"selected_step": selected["step"], "selected_mse": chosen.get("mse"),
+                "selected_kendall_tau": chosen.get("kendall_tau")})
+    if "test" in result.selected_predictions:
+      best = result.selected_predictions["test"]
+      plot_predicted_vs_true(best.outputs, best.targets[_LABEL_KEY], os.path.join(workdir, "figure4_selected.png"),
+                             title=f"{variant}, step {selected['step']} ({selected['rule']}): tau_a "
+                                   f"{best.metrics['kendall_tau']:.3f}, MSE {best.metrics['mse']:.3f}")
   slope, intercept = plot_predicted_vs_true(
       test.outputs, test.targets[_LABEL_KEY], os.path.join(workdir, "figure4.png"),
       title=f"{variant}: tau_a {test.metrics['kendall_tau']:.3f}, MSE {test.metrics['mse']:.3f}")
