@@ -309,10 +309,21 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   ``config.data.augment``); the ``validation`` evaluator runs every ``config.eval_every_*`` and the
   ``test`` evaluator at the end, both with :func:`difficulty_metrics`; :func:`report` then writes the
   test row beside the paper's figure and Figure 4. ``splits`` defaults to :func:`make_splits` of
-  ``config.data``. The model is ``models.build_model(config.model.name, **config.model.kwargs)``.
+  ``config.data``. The model: with ``config.model.trunk`` ``"finetune:<k>"`` / ``"frozen"`` a
+  :class:`TrunkRegressor` from the ImageNet EfficientNet-Lite0 (``k < 16`` or frozen: the splits are first
+  replaced by the frozen front's cached outputs, :func:`trunk_feature_splits`, so their sources need
+  ``cache_key_fields()``); with ``"scratch"`` ``models.build_model(config.model.name, **config.model.kwargs)``.
+
+  Raises:
+    ConfigValueError: a bad trunk mode, augmentation on cached features, ``pretrained_weights`` with a
+      pretrained trunk, or ``config.loss_scope != "global"``.
   """
   train.check_requirements(config, requirements(config))
   start_block = trunk_start_block(config)
+  weights_path = config.model.get("pretrained_weights", "")
+  if start_block is not None and weights_path:
+    raise ConfigValueError("config.model.pretrained_weights is for config.model.trunk='scratch'; the "
+                           f"{config.model.trunk!r} trunk loads the ImageNet EfficientNet-Lite0.")
   if splits is None:
     splits = make_splits(config.data)
   input_key = _IMAGE_KEY
@@ -337,11 +348,7 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
     return (to_trainer_batch(b, input_key) for b in batches)
 
   initialize_variables = None
-  weights_path = config.model.get("pretrained_weights", "")
   if start_block is not None:
-    if weights_path:
-      raise ConfigValueError("config.model.pretrained_weights is for config.model.trunk='scratch'; the "
-                             f"{config.model.trunk!r} trunk loads the ImageNet EfficientNet-Lite0.")
     model = TrunkRegressor(start_block=start_block, bias_init=float(config.model.kwargs.get("bias_init", 0.0)))
     initialize_variables = functools.partial(load_imagenet_trunk, start_block=start_block)
   else:
