@@ -102,13 +102,14 @@ def tables_text(experiment: str, runs: Sequence[dict[str, Any]], out: str = "", 
     folder = out if (not out or len(schedules) == 1) else os.path.join(out, f"steps_{steps}")
     if len(schedules) > 1:
       parts.append(f"\n## Runs of {steps} steps ({len(group)} runs; schedules are never averaged together)\n")
-    # One run per (variant, seed): several variants sharing a seed are not repeats.
-    seeds = collections.Counter((run.get("config", {}).get("variant"), run.get("config", {}).get("seed"))
+    # A repeat is the same variant with the same seed (different variants share seeds by design).
+    seeds = collections.Counter((str(run.get("report", {}).get("variant")), run.get("config", {}).get("seed"))
                                 for run in group)
-    repeated = sorted({str(seed) for (_, seed), count in seeds.items() if count > 1 and seed is not None})
+    repeated = sorted(f"{variant} seed {seed}" for (variant, seed), count in seeds.items()
+                      if count > 1 and seed is not None)
     if repeated:
-      parts.append(f"- WARNING: seed(s) {', '.join(repeated)} appear in several runs of this schedule; each "
-                   "run counts once in the spread (narrow --runs to one run per seed).")
+      parts.append(f"- WARNING: {', '.join(repeated)} appear(s) in several runs of this schedule; each "
+                   "run counts once in the spread (narrow --runs to one run per variant and seed).")
     try:
       parts.append(module.make_tables(group, folder, **options))
     except (KeyError, TypeError, IndexError) as error:

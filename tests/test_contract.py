@@ -203,6 +203,7 @@ LOSS_SPECS = [
               random=True),
     _listwise("spearman_loss", losses.spearman_loss),
     _listwise("map_rank_loss", losses.map_rank_loss, labels="binary"),
+    _listwise("map_rank_loss_normalized", losses.map_rank_loss, labels="binary", form="normalized_rank_sum"),
     _listwise("map_rank_loss_ap", losses.map_rank_loss, labels="binary", form="average_precision"),
     _listwise("recall_rank_loss", losses.recall_rank_loss, labels="bool", k=2),
     _triplet_ranking(),

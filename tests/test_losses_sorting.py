@@ -67,8 +67,20 @@ def np_spearman(scores, labels, mask=None, sorter=np_exact_ranks, weights=None):
   return 6.0 * np.sum(w * (sorter(s) - target) ** 2) / (n * (n ** 2 - 1))
 
 
+def np_map_eq7(scores, labels, sorter=np_exact_ranks, weights=None):
+  """Eq. 7 as written (and as sodeep.py's MapRankingLoss), one class: sum_{j in P} w_j f(y)_j, as a loop."""
+  scores, labels = np.asarray(scores, np.float64), np.asarray(labels) > 0
+  weights = np.ones(len(scores)) if weights is None else np.asarray(weights, np.float64)
+  predicted = sorter(scores)
+  total = 0.0
+  for j in range(len(scores)):
+    if labels[j]:
+      total += weights[j] * predicted[j]
+  return total
+
+
 def np_map_rank_sum(scores, labels, sorter=np_exact_ranks):
-  """Eq. 7 per class: (sum_{j in P} f(y)_j - rel (rel + 1) / 2) / (rel n_neg)."""
+  """Eq. 7 per class normalised: (sum_{j in P} f(y)_j - rel (rel + 1) / 2) / (rel n_neg)."""
   scores, labels = np.asarray(scores, np.float64), np.asarray(labels) > 0
   rel, n_neg = labels.sum(), (~labels).sum()
   if rel == 0 or n_neg == 0:
@@ -203,17 +215,17 @@ def test_map_average_precision_form_is_one_minus_sklearn_ap():
   np.testing.assert_allclose(mean, np.mean(want[1:]), atol=1e-6)  # classes without positives skipped
 
 
-def test_map_rank_sum_form_is_one_minus_roc_auc_and_coincides_with_ap_only_at_the_ends():
+def test_map_normalized_rank_sum_form_is_one_minus_roc_auc_and_coincides_with_ap_only_at_the_ends():
   rng = np.random.default_rng(5)
   scores = distinct_scores(rng, (5, 12))
   labels = (rng.random((5, 12)) < 0.4).astype(np.int32)
   labels[:, 0], labels[:, 1] = 1, 0
-  got = map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, reduce_fn=None)
+  got = map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, form="normalized_rank_sum", reduce_fn=None)
   want = [1.0 - sklearn.metrics.roc_auc_score(y, s) for s, y in zip(scores, labels)]
   np.testing.assert_allclose(got, want, atol=1e-6)
   # Perfect ranking: both forms 0 (AP = 1); otherwise eq. 7 is not 1 - AP.
   perfect = np.where(labels > 0, 10.0 + scores, scores).astype(np.float32)
-  for form in ("rank_sum", "average_precision"):
+  for form in ("normalized_rank_sum", "average_precision"):
     np.testing.assert_allclose(
         map_rank_loss(perfect, labels, rank_fn=ranks.hard_ranks, form=form), 0.0, atol=1e-6)
   ap = [sklearn.metrics.average_precision_score(y, s) for s, y in zip(scores, labels)]
@@ -224,9 +236,56 @@ def test_map_rank_sum_form_is_one_minus_roc_auc_and_coincides_with_ap_only_at_th
     s = -np.arange(n, dtype=np.float32)
     y = np.zeros(n, np.int32)
     y[r - 1] = 1
-    np.testing.assert_allclose(map_rank_loss(s, y, rank_fn=ranks.hard_ranks), (r - 1) / (n - 1),
-                               atol=1e-6)
+    np.testing.assert_allclose(map_rank_loss(s, y, rank_fn=ranks.hard_ranks, form="normalized_rank_sum"),
+                               (r - 1) / (n - 1), atol=1e-6)
+    np.testing.assert_allclose(map_rank_loss(s, y, rank_fn=ranks.hard_ranks), r, atol=1e-6)  # eq. 7
     np.testing.assert_allclose(sklearn.metrics.average_precision_score(y, s), 1.0 / r)
+
+
+def test_map_eq7_summed_over_classes_is_the_authors_loop():
+  """Eq. 7 with reduce_fn=jnp.sum: a loop over the classes of a [batch, C] logit matrix that skips classes
+  without positives and sums the sorter's ranks of the positives (sodeep.py's MapRankingLoss, with ranks in
+  positions rather than rank / n); the mean divides by the classes with a positive."""
+  rng = np.random.default_rng(16)
+  logits = distinct_scores(rng, (12, 5))  # [batch, C]
+  targets = (rng.random((12, 5)) < 0.35).astype(np.float32)
+  targets[:, 2] = 0.0  # a class without positives
+  targets[:, 3] = 1.0  # a class without negatives: kept, as written
+  targets[0, 0] = 1.0
+  weights = rng.uniform(0.5, 2.0, size=(5, 12)).astype(np.float32)
+  total, count = 0.0, 0
+  for c in range(targets.shape[1]):
+    if targets[:, c].sum() == 0:
+      continue
+    count += 1
+    total += np_map_eq7(logits[:, c], targets[:, c], np_sigmoid_ranks, weights=weights[c])
+  got = map_rank_loss(logits.T, targets.T, weights=weights, reduce_fn=jnp.sum)
+  np.testing.assert_allclose(got, total, rtol=1e-5)
+  np.testing.assert_allclose(map_rank_loss(logits.T, targets.T, weights=weights), total / count, rtol=1e-5)
+
+
+def test_map_eq7_gives_every_positive_the_same_weight_and_the_normalized_form_does_not():
+  """The per-class normalisation is what makes a rare class's positive dominate: with the same scores
+  pattern, a class of 1 positive in 20 and a class of 10 in 20 give their positives gradients of the same
+  size under eq. 7 (each positive's rank term has weight 1), while the normalised form divides by
+  rel x n_neg (19 vs 100), i.e. the rare class's positive gets ~5x the gradient."""
+  n = 20
+  scores = np.tile(np.linspace(1.0, -1.0, n, dtype=np.float32), (2, 1))
+  labels = np.zeros((2, n), np.float32)
+  labels[0, 10] = 1.0  # rare: one positive, in the middle
+  labels[1, 5:15] = 1.0  # frequent: ten positives around the middle
+  soft = lambda s, where=None: ranks.soft_ranks(s, where=where, regularization_strength=1.0)
+  grads = {}
+  for form in ("rank_sum", "normalized_rank_sum"):
+    grads[form] = np.asarray(jax.grad(lambda s: sorting.map_rank_loss(
+        s, labels, rank_fn=soft, form=form, reduce_fn=jnp.sum))(jnp.asarray(scores)))
+  rare = lambda g: abs(g[0, 10])
+  frequent = lambda g: np.mean(np.abs(g[1, 5:15]))
+  ratio_eq7 = rare(grads["rank_sum"]) / frequent(grads["rank_sum"])
+  ratio_normalized = rare(grads["normalized_rank_sum"]) / frequent(grads["normalized_rank_sum"])
+  assert 0.5 < ratio_eq7 < 2.0
+  assert ratio_normalized > 2.5 * ratio_eq7
+  np.testing.assert_allclose(ratio_normalized / ratio_eq7, (10 * 10) / (1 * 19), rtol=1e-5)
 
 
 def test_map_sigmoid_matches_numpy_loops():
@@ -234,7 +293,8 @@ def test_map_sigmoid_matches_numpy_loops():
   scores = distinct_scores(rng, (4, 9))
   labels = (rng.random((4, 9)) < 0.4).astype(np.float32)
   labels[:, 0] = 1.0
-  for form, reference in (("rank_sum", np_map_rank_sum), ("average_precision", np_map_ap)):
+  for form, reference in (("rank_sum", np_map_eq7), ("normalized_rank_sum", np_map_rank_sum),
+                          ("average_precision", np_map_ap)):
     got = map_rank_loss(scores, labels, form=form, reduce_fn=None)
     want = [reference(s, y, np_sigmoid_ranks) for s, y in zip(scores, labels)]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -245,9 +305,13 @@ def test_map_weights_and_masks():
   labels = jnp.array([1, 0, 1, 0, 1])
   where = jnp.array([True, True, True, True, False])
   weights = jnp.array([2.0, 1.0, 0.5, 1.0, 7.0])
-  got = map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, where=where, weights=weights)
+  got = map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, where=where, weights=weights,
+                      form="normalized_rank_sum")
   # Valid positives: item 0 (no negative above: 0) and item 2 (one of two negatives above: 1/2).
   np.testing.assert_allclose(got, (2.0 * 0.0 + 0.5 * 0.5) / 2)
+  # Eq. 7: the weighted ranks of the valid positives, 2 * 1 + 0.5 * 3 (item 4 is masked).
+  np.testing.assert_allclose(map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, where=where,
+                                           weights=weights), 2.0 * 1 + 0.5 * 3)
   got = map_rank_loss(scores, labels, rank_fn=ranks.hard_ranks, where=where, weights=weights,
                               form="average_precision")
   np.testing.assert_allclose(got, (2.0 * (1 - 1 / 1) + 0.5 * (1 - 2 / 3)) / 2, rtol=1e-6)
@@ -257,7 +321,7 @@ def test_map_edge_cases():
   scores = jnp.array([[0.2, jnp.nan, 0.1], [0.2, 0.3, 0.1]])
   no_positives = jnp.zeros((2, 3))
   labels = jnp.array([[0, 1, 1], [1, 0, 0]])
-  for form in ("rank_sum", "average_precision"):
+  for form in ("rank_sum", "normalized_rank_sum", "average_precision"):
     # A class without positives has no AP: 0, left out of the mean, no gradient.
     assert float(map_rank_loss(scores, no_positives, form=form)) == 0.0
     grad = jax.jit(jax.grad(lambda s: map_rank_loss(s, no_positives, form=form)))(scores)
@@ -265,7 +329,7 @@ def test_map_edge_cases():
     # All scores tied: the sigmoid sorter gives every item the same rank (n + 1) / 2.
     tied = map_rank_loss(jnp.zeros((2, 3)), labels, form=form, reduce_fn=None)
     tied_ranks = lambda s: np.full(len(s), (len(s) + 1) / 2)
-    reference = np_map_rank_sum if form == "rank_sum" else np_map_ap
+    reference = {"rank_sum": np_map_eq7, "normalized_rank_sum": np_map_rank_sum, "average_precision": np_map_ap}[form]
     want = [reference(np.zeros(3), y, tied_ranks) for y in np.asarray(labels)]
     np.testing.assert_allclose(tied, want, rtol=1e-6)
 
@@ -330,6 +394,8 @@ def test_recall_edge_cases():
 LOSSES = {
     "spearman": lambda s, y, **kw: sorting.spearman_loss(s, y, **kw),
     "map_rank_sum": lambda s, y, **kw: sorting.map_rank_loss(s, (y > 0.2).astype(jnp.float32), **kw),
+    "map_normalized": lambda s, y, **kw: sorting.map_rank_loss(s, (y > 0.2).astype(jnp.float32),
+                                                               form="normalized_rank_sum", **kw),
     "map_ap": lambda s, y, **kw: sorting.map_rank_loss(s, (y > 0.2).astype(jnp.float32),
                                                        form="average_precision", **kw),
     "recall": lambda s, y, **kw: sorting.recall_rank_loss(s, y > 0.2, **kw),

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -69,7 +70,11 @@ def test_runs_of_another_experiment_and_repeated_seeds():
   _write(folder, "ap", variant="map_lstm", seed=0, task="ranking_jax.projects.sodeep.sodeep_synthetic_ap")
   text = tables.tables_text("image_difficulty", reporting.collect_runs(f"{folder}/*"))
   assert "left out (a run of sodeep_synthetic_ap, not image_difficulty)" in text
-  assert "WARNING: seed(s) 0 appear in several runs" in text
+  assert "WARNING: mse seed 0 appear(s) in several runs" in text
+  # Different variants sharing a seed are not repeats.
+  _write(folder, "kendall_s0", variant="kendall", seed=0)
+  shutil.rmtree(folder / "mse_s0_copy")
+  assert "WARNING" not in tables.tables_text("image_difficulty", reporting.collect_runs(f"{folder}/*"))
   # An old run without a task name whose report lacks the table's fields: one clear error, no KeyError.
   (folder / "old").mkdir()
   (folder / "old" / "results.json").write_text(json.dumps({"report": {"variant": "x"}, "complete": True,

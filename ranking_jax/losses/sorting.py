@@ -28,7 +28,7 @@ from ranking_jax import utils
 
 Array = jax.Array
 
-_MAP_FORMS = ("rank_sum", "average_precision")
+_MAP_FORMS = ("rank_sum", "normalized_rank_sum", "average_precision")
 
 
 def _check_lists(name_scores: str, scores: Array, name_labels: str, labels: Array) -> None:
@@ -132,8 +132,23 @@ def map_rank_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
   logit matrix pass ``logits.T`` and ``targets.T``. With :math:`f` the sorter, :math:`P` the positives
   (:math:`|P| = \mathrm{rel}`) and :math:`n_- = n - \mathrm{rel}` the negatives of a class:
 
-  ``form="rank_sum"`` (default) is eq. 7, :math:`\langle f(\mathbf{y}_c), \mathbf{y}^*_c\rangle`,
-  shifted by its minimum and normalised per class to :math:`[0, 1]`:
+  ``form="rank_sum"`` (default) is **eq. 7 as written**, the unnormalised sum of the sorter's ranks of
+  the positives, as the authors' code computes it (``MapRankingLoss`` in ``sodeep.py``):
+
+  .. math::
+
+     \mathcal{L}_c = \langle f(\mathbf{y}_c), \mathbf{y}^*_c\rangle = \sum_{j \in P} w_j\, f(\mathbf{y}_c)_j,
+     \qquad \mathcal{L}_{mAP} = \sum_{c} \mathcal{L}_c \quad (\texttt{reduce_fn=jnp.sum}).
+
+  Eq. 7 sums over the classes: pass ``reduce_fn=jnp.sum`` for it exactly; the default ``jnp.mean``
+  divides that sum by the number of classes with a positive. Every positive of every class has the same
+  weight, so a frequent class (many positives) carries more of the loss than a rare one. Ranks are in
+  positions (1 = highest score), as :math:`\mathbf{rk}` of eq. 1; the authors' sorters output rank / n
+  (``utils.get_rank``), i.e. their loss is this one divided by the list length. With exact ranks the
+  minimum is :math:`\mathrm{rel}(\mathrm{rel}+1)/2` per class (every positive above every negative).
+
+  ``form="normalized_rank_sum"`` is eq. 7 shifted by its minimum and normalised per class to
+  :math:`[0, 1]` (ours, not the paper's):
 
   .. math::
 
@@ -143,10 +158,11 @@ def map_rank_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
        - \frac{\mathrm{rel}(\mathrm{rel}+1)}{2}\Big) \quad (w = 1),
 
   where :math:`\mathbf{rk}^{+}_j` is the exact rank of :math:`j` among the positives (a constant
-  with zero gradient), so the gradient is that of eq. 7. With exact ranks, each term counts the
-  negatives ranked above a positive and the loss is :math:`1 - \mathrm{AUC}` (area under the ROC curve).
-  It equals :math:`1 - \mathrm{AP}` only at the ends: both are 0 iff every positive precedes every
-  negative, and 1 resp. :math:`1 - \mathrm{AP}_{\min}` when every negative comes first.
+  with zero gradient). With exact ranks, each term counts the negatives ranked above a positive and the
+  loss is :math:`1 - \mathrm{AUC}` (area under the ROC curve). It equals :math:`1 - \mathrm{AP}` only at
+  the ends: both are 0 iff every positive precedes every negative, and 1 resp. :math:`1 - \mathrm{AP}_{\min}`
+  when every negative comes first. Its gradient is eq. 7's divided by :math:`\mathrm{rel}\,n_-` per
+  class: a rare class's positives get much larger gradients than a frequent class's.
 
   ``form="average_precision"`` is :math:`1 - \mathrm{AP}` of eq. 5-6 with the sorter's ranks:
 
@@ -167,15 +183,18 @@ def map_rank_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
     scores: class scores ``[..., C, n]`` (any leading axes); the list is the last axis.
     labels: relevance of the same shape; an item is positive iff its label is > 0.
     rank_fn: differentiable sorter following :class:`ranking_jax.types.RankFn`.
-    form: ``"rank_sum"`` (eq. 7, default) or ``"average_precision"`` (eq. 5-6).
+    form: ``"rank_sum"`` (eq. 7 as written, default), ``"normalized_rank_sum"`` (eq. 7 per class in
+      [0, 1]) or ``"average_precision"`` (eq. 5-6).
     where: optional boolean mask of valid items. Non-finite scores or labels are masked too.
     weights: optional per-item weights multiplying the terms of the positives.
     reduce_fn: reduction over the classes that have at least one valid positive (classes without
-      positives are skipped, as in the paper); ``None`` returns per-class losses.
+      positives are skipped, as in the paper and the authors' code); ``None`` returns per-class losses.
+      Eq. 7 is ``jnp.sum``.
 
   Returns:
     The reduced loss or per-class losses (shape ``scores.shape[:-1]``). A class without positives has
-    loss 0 and is skipped; a class without negatives has loss 0 (it is perfectly ranked).
+    loss 0 and is skipped. A class without negatives has loss 0 in the normalised and AP forms (it is
+    perfectly ranked); in eq. 7 it keeps its rank sum, as written.
 
   Raises:
     TypeError: if ``rank_fn`` is not callable or ``where`` is not boolean.
@@ -186,7 +205,9 @@ def map_rank_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
   >>> from ranking_jax.ranks import hard_ranks
   >>> scores = jnp.array([0.9, 0.8, 0.3, 0.1])
   >>> labels = jnp.array([1, 0, 1, 0])
-  >>> map_rank_loss(scores, labels, rank_fn=hard_ranks)  # 1 of 4 (pos, neg) pairs misordered
+  >>> map_rank_loss(scores, labels, rank_fn=hard_ranks)  # eq. 7: the positives' ranks 1 + 3
+  Array(4., dtype=float32)
+  >>> map_rank_loss(scores, labels, rank_fn=hard_ranks, form="normalized_rank_sum")  # 1 of 4 pairs misordered
   Array(0.25, dtype=float32)
   >>> map_rank_loss(scores, labels, rank_fn=hard_ranks, form="average_precision")  # AP = 5/6
   Array(0.1667, dtype=float32)
@@ -204,6 +225,8 @@ def map_rank_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
   num_positive = jnp.sum(positive, axis=-1).astype(scores.dtype)
   num_negative = jnp.sum(mask, axis=-1).astype(scores.dtype) - num_positive
   if form == "rank_sum":
+    terms = predicted
+  elif form == "normalized_rank_sum":
     rank_among_positives = jax.lax.stop_gradient(ranks.hard_ranks(safe_scores, where=positive))
     terms = (predicted - rank_among_positives) / jnp.where(num_negative > 0, num_negative, 1.0)[..., None]
     terms = jnp.where((num_negative > 0)[..., None], terms, 0.0)
@@ -211,7 +234,9 @@ def map_rank_loss(scores: Array, labels: Array, *, rank_fn: types.RankFn = ranks
     rank_among_positives = _apply_rank_fn(rank_fn, safe_scores, positive)
     terms = 1.0 - rank_among_positives / jnp.maximum(predicted, 1.0)
   terms = jnp.where(positive, _apply_weights(terms, weights), 0.0)
-  per_class = utils.safe_divide(jnp.sum(terms, axis=-1), num_positive)
+  per_class = jnp.sum(terms, axis=-1)
+  if form != "rank_sum":  # eq. 7 is not divided by the number of positives
+    per_class = utils.safe_divide(per_class, num_positive)
   return utils.reduce_loss(per_class, reduce_fn, where=num_positive > 0)
 
 

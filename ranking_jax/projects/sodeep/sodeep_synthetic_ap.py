@@ -10,8 +10,9 @@ them with one loss, and its test AP is followed over the epochs. The losses (``c
 * ``cross_entropy``: sigmoid binary cross-entropy of the scores (a per-point surrogate);
 * ``hinge_ap``: the structured hinge upper bound on :math:`1 - \mathrm{AP}` of each mini-batch
   (SVM-MAP, Yue et al. 2007, exact loss-augmented inference; :func:`ranking_jax.losses.hinge_ap_loss`);
-* ``map``: SoDeep's mAP loss eq. 7 (:func:`ranking_jax.losses.map_rank_loss`, ``form="rank_sum"``) on
-  each mini-batch, with the rank function ``config.loss.rank_fn``: ``lstm`` (the shipped sorter
+* ``map``: SoDeep's mAP loss eq. 7 normalised to [0, 1] (:func:`ranking_jax.losses.map_rank_loss`,
+  ``form="normalized_rank_sum"``, the form of the recorded results; one list per step, so it is eq. 7
+  divided by rel x negatives of the batch) on each mini-batch, with the rank function ``config.loss.rank_fn``: ``lstm`` (the shipped sorter
   ``lstm_h64_d100``: lists of at most 100 items, so mini-batches of at most 100 points), ``handcrafted``
   (eq. 11-12, :math:`\lambda` = ``config.loss.sharpness``), ``handcrafted_standardized``, ``soft_ranks``
   (Blondel et al. 2020, :math:`\varepsilon` = ``config.loss.regularization_strength``).
@@ -113,7 +114,8 @@ def make_loss_terms(loss_config: Any) -> dict[str, Any]:
   elif name == "map":
     rank_fn = make_rank_fn(loss_config.rank_fn, sharpness=loss_config.get("sharpness", 10.0),
                            regularization_strength=loss_config.get("regularization_strength", 1.0))
-    fn = lambda scores, batch: sorting.map_rank_loss(scores, batch[_LABEL_KEY], rank_fn=rank_fn)
+    fn = lambda scores, batch: sorting.map_rank_loss(scores, batch[_LABEL_KEY], rank_fn=rank_fn,
+                                                     form="normalized_rank_sum")
   else:
     raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}.")
   return {name: fn}
