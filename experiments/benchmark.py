@@ -39,7 +39,8 @@ _ONLY = flags.DEFINE_string("only", "", "Comma-separated substrings of case / va
 _MEMORY_LIMIT_GB = flags.DEFINE_float("memory_limit_gb", 8.0, "Skip cases whose buffers exceed this.")
 _N = flags.DEFINE_integer("n", 1_000_000, "Length for `kendall_tau`.")
 _JSON = flags.DEFINE_string("json", "", "Also write the results to this JSON file.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats for `class_rectification`.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats for `class_rectification` "
+                               "(`annotation`: 2 x repeats + 1 interleaved rounds of the two WARPs).")
 _IMAGE_SIZES = flags.DEFINE_string("image_sizes", "64,128,224", "Image sizes (px) for `efficientnet`.")
 _IMAGE_BATCH = flags.DEFINE_integer("image_batch", 16, "Images per forward pass for `efficientnet`.")
 _DEPTHWISE = flags.DEFINE_enum("depthwise", "auto", ["auto", "shifted", "xla"],
@@ -122,6 +123,12 @@ def _annotation() -> None:
             f"fwd+bwd {r.backward_ms or float('nan'):9.2f} ms  {r.note}", flush=True)
     print(benchmarking.markdown_table(part))
     results += part
+  batch, n = benchmarking.ANNOTATION_SHAPES[-1]
+  warps = [c for c in benchmarking.annotation_cases()
+           if c.name.startswith("warp_loss (") or c.name == "warp_loss_exact"]
+  print(f"# interleaved fwd+bwd at {batch} x {n} (alternating, {_REPEATS.value * 2 + 1} repeats):", flush=True)
+  for name, t in benchmarking.interleaved_backward_ms(warps, batch, n, repeats=_REPEATS.value * 2 + 1).items():
+    print(f"  {name:28s} median {t['median']:9.1f} ms  min {t['min']:9.1f} ms", flush=True)
   if _JSON.value:
     with open(_JSON.value, "w") as f:
       json.dump([r.__dict__ for r in results], f, indent=1)

@@ -95,8 +95,10 @@ def default_cases() -> List[Case]:
            lambda s, r: losses.recall_rank_loss(s, r, rank_fn=soft_l2), _one_relevant),
       Case("multilabel_softmax_loss", lambda s, y: losses.multilabel_softmax_loss(s, y), _multihot),
       Case("pairwise_ranking_loss", lambda s, y: losses.pairwise_ranking_loss(s, y), _multihot),
-      Case("warp_loss (sampled)",
+      Case("warp_loss (sampled rank)",
            lambda s, y: losses.warp_loss(s, y, key=jax.random.key(0)), _multihot),
+      Case("warp_loss_single_violator",
+           lambda s, y: losses.warp_loss_single_violator(s, y, key=jax.random.key(0)), _multihot),
       Case("warp_loss_exact", lambda s, y: losses.warp_loss_exact(s, y), _multihot),
       Case("class_rectification_loss (batch=n, grads to logits+features)",
            lambda s, y, f: losses.class_rectification_loss(
@@ -123,8 +125,10 @@ def annotation_cases() -> List[Case]:
   return [
       Case("multilabel_softmax_loss", lambda s, y: losses.multilabel_softmax_loss(s, y), _annotation_multihot),
       Case("pairwise_ranking_loss", lambda s, y: losses.pairwise_ranking_loss(s, y), _annotation_multihot),
-      Case("warp_loss (sampled)", lambda s, y: losses.warp_loss(s, y, key=jax.random.key(0)),
+      Case("warp_loss (sampled rank)", lambda s, y: losses.warp_loss(s, y, key=jax.random.key(0)),
            _annotation_multihot),
+      Case("warp_loss_single_violator",
+           lambda s, y: losses.warp_loss_single_violator(s, y, key=jax.random.key(0)), _annotation_multihot),
       Case("warp_loss_exact", lambda s, y: losses.warp_loss_exact(s, y), _annotation_multihot),
   ]
 
@@ -185,6 +189,28 @@ def run_case(case: Case, batch: int, n: int, *, seed: int = 0, memory_limit_byte
     jax.block_until_ready(compiled(*inputs))
     backward_ms = median_ms(lambda: compiled(*inputs), **timing)
   return Result(case.name, batch, n, forward_ms, backward_ms, peak)
+
+
+def interleaved_backward_ms(cases: Sequence[Case], batch: int, n: int, *, repeats: int = 7,
+                            seed: int = 0) -> dict[str, dict[str, float]]:
+  """Forward+backward ms of ``cases`` on the same ``[batch, n]`` inputs, timed alternately (case 1, case 2,
+  ..., ``repeats`` rounds) so that a changing machine load hits every case alike: ``{name: {"median",
+  "min"}}``. For comparing two implementations on a shared machine (the annotation WARPs)."""
+  rng = np.random.default_rng(seed)
+  scores = jnp.asarray(rng.normal(size=(batch, n)), jnp.float32)
+  programs = {}
+  for case in cases:
+    inputs = (scores, *case.make_extra(np.random.default_rng(seed + 1), batch, n))
+    program = jax.jit(jax.grad(lambda *a, fn=case.fn: jnp.sum(fn(*a)), argnums=case.grad_argnums))
+    jax.block_until_ready(program(*inputs))  # compile
+    programs[case.name] = (program, inputs)
+  times: dict[str, list[float]] = {name: [] for name in programs}
+  for _ in range(repeats):
+    for name, (program, inputs) in programs.items():
+      start = time.perf_counter()
+      jax.block_until_ready(program(*inputs))
+      times[name].append(1e3 * (time.perf_counter() - start))
+  return {name: {"median": statistics.median(t), "min": min(t)} for name, t in times.items()}
 
 
 def run_cases(cases: Sequence[Case], sizes: Sequence[int], batch: int, *,

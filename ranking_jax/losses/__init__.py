@@ -13,7 +13,7 @@ SoDeep (learned sorter surrogates)         :func:`spearman_loss`, :func:`map_ran
                                            :func:`recall_rank_loss` (any ``rank_fn``)
 Deep convolutional ranking (multilabel)    :func:`multilabel_softmax_loss`,
                                            :func:`pairwise_ranking_loss`, :func:`warp_loss`,
-                                           :func:`warp_loss_exact`
+                                           :func:`warp_loss_exact`, :func:`warp_loss_single_violator`
 Attribute-driven sketch retrieval          :func:`triplet_ranking_loss`,
                                            :func:`attribute_prediction_loss`,
                                            :func:`attribute_similarity_loss`,
@@ -32,6 +32,7 @@ from ranking_jax.losses.multilabel import multilabel_softmax_loss
 from ranking_jax.losses.multilabel import pairwise_ranking_loss
 from ranking_jax.losses.multilabel import warp_loss
 from ranking_jax.losses.multilabel import warp_loss_exact
+from ranking_jax.losses.multilabel import warp_loss_single_violator
 from ranking_jax.losses.pairs import pairwise_row_sums
 from ranking_jax.losses.pairs import pairwise_sum
 from ranking_jax.losses.rectification import HardMining
@@ -60,4 +61,5 @@ __all__ = [
     "minority_classes", "mse_loss", "multilabel_softmax_loss", "pairs", "pairwise_ranking_loss",
     "pairwise_row_sums", "pairwise_sum", "recall_rank_loss", "sbir_multitask_loss", "spearman_loss",
     "tie_averaged_ranks", "triplet_margin_loss", "triplet_ranking_loss", "warp_loss", "warp_loss_exact",
+    "warp_loss_single_violator",
 ]

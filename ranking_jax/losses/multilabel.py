@@ -216,8 +216,8 @@ def warp_loss_exact(scores: Array, labels: Array, *, where: Optional[Array] = No
 
   where :math:`r_j` is the number of negatives that violate the margin for positive :math:`j` (its
   exact margin rank; :math:`L(0)/0 := 0`). The notes print :math:`L(r_j)` without the :math:`1/r_j`;
-  we follow WSABIE, whose per-violator weight :math:`L(r)/r` is what the sampled estimate of
-  :func:`warp_loss` (one violator, weight :math:`L(r)`) averages to. ``normalize_by_rank=False`` gives
+  we follow WSABIE, whose per-violator weight :math:`L(r)/r` is what the single-violator estimate of
+  :func:`warp_loss_single_violator` (one violator, weight :math:`L(r)`) averages to. ``normalize_by_rank=False`` gives
   the notes' formula literally. ``weights`` weight each positive class. Computed blockwise.
 
   Args:
@@ -271,13 +271,120 @@ def warp_loss_exact(scores: Array, labels: Array, *, where: Optional[Array] = No
 def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
               where: Optional[Array] = None, weights: Optional[Array] = None,
               reduce_fn: Optional[Callable[..., Array]] = jnp.mean, num_trials: Optional[int] = None,
+              margin: float = 1.0, block_size: Optional[int] = None) -> Array:
+  r"""WARP as the paper writes it: every negative's hinge, weighted by a sampled rank estimate.
+
+  *Deep Convolutional Ranking for Multilabel Image Annotation*, "WARP" (Section 2.2.3):
+
+  .. math::
+
+     J = \sum_{i=1}^{n} \sum_{j=1}^{c_+} L(r_j) \sum_{k=1}^{c_-} \max\big(0,\ 1 - f_j(x_i) + f_k(x_i)\big),
+     \qquad L(r) = \sum_{q=1}^{r} \frac{1}{q}, \qquad r_j = \left\lfloor \frac{c - 1}{s_j} \right\rfloor,
+
+  the rank :math:`r_j` of positive :math:`j` estimated as in WSABIE: negatives are drawn uniformly, with
+  replacement, until one violates the margin (:math:`1 - f_j + f_k > 0`), :math:`s_j` being the number of
+  draws and :math:`c` the number of valid classes; the draws stop at a fixed budget
+  ``min(num_trials, c - 1)`` (WSABIE's :math:`Y - 1` by default). If no violator is found within the
+  budget, the positive contributes 0 (WSABIE makes no update). The same form (all negatives, weight
+  :math:`L(r_j)` from the sampled rank) is in the public rml-cnn reimplementation (``warp.cc``). The
+  one-violator-per-positive form of WSABIE / LightFM is :func:`warp_loss_single_violator`; the exact-rank
+  form is :func:`warp_loss_exact`.
+
+  **Sampling, only for the positives.** The loss needs only the draw count :math:`s_j`, not which
+  violator ended the search. With :math:`v_j` of the :math:`c_-` negatives violating, each draw violates
+  independently with probability :math:`p_j = v_j / c_-`, so :math:`s_j` is geometric:
+  it is drawn directly, by inversion of one uniform per positive,
+  :math:`s_j = 1 + \lfloor \log u / \log(1 - p_j) \rfloor` (the same distribution as drawing negatives one
+  at a time), and :math:`v_j` and the hinge sums come from one blockwise pass over the (positive,
+  negative) pairs (:func:`ranking_jax.losses.pairs.pairwise_row_sums`, as :func:`warp_loss_exact`). Cost:
+  the exact WARP's plus ``O(batch * c)``. The rank estimate is a constant for the gradient, which flows
+  through every hinge.
+
+  Args:
+    scores: class scores ``[..., c]``.
+    labels: multi-hot labels ``[..., c]`` (> 0 is positive).
+    key: a ``jax.random`` key; the result is deterministic given it. Under ``jax.vmap`` pass a split key
+      per list, or every list reuses the same draws. ``None`` computes the deterministic counterpart,
+      :func:`warp_loss_exact` with ``normalize_by_rank=False`` (:math:`L` of the exact margin rank).
+    where: optional boolean mask of valid classes.
+    weights: optional per-class weights broadcastable to ``[..., c]``, weighting each positive class.
+    reduce_fn: reduction over images, or ``None`` for per-image losses.
+    num_trials: the trial budget (static); ``None`` uses ``c - 1``, WSABIE's budget.
+    margin: the hinge margin (1 in the paper).
+    block_size: rows per block of the pair computation; ``None`` chooses it from the shape.
+
+  Returns:
+    The reduced loss or per-image losses ``[...]``; images without a positive or a negative give 0 and
+    are not counted.
+
+  Raises:
+    TypeError: if ``where`` is not boolean.
+    ValueError: if ``scores`` is 0-D, ``labels`` has another shape, ``where``/``weights`` do not
+      broadcast to it, ``num_trials`` is not a positive int, or ``block_size`` < 1.
+
+  >>> import jax, jax.numpy as jnp
+  >>> scores = jnp.array([-5.0, 1.0, 1.0, 2.0])
+  >>> labels = jnp.array([1, 0, 0, 1])
+  >>> # class 0: every draw violates, s = 1, r = 3, L(3) = 11/6, hinges 7 + 7; class 3: no violator
+  >>> float(warp_loss(scores, labels, key=jax.random.key(0)))  # doctest: +ELLIPSIS
+  25.66...
+  """
+  if key is None:
+    return warp_loss_exact(scores, labels, where=where, weights=weights, reduce_fn=reduce_fn,
+                           margin=margin, normalize_by_rank=False, block_size=block_size)
+  if not isinstance(num_trials, (int, type(None))) or isinstance(num_trials, bool) or (
+      num_trials is not None and num_trials < 1):
+    raise ValueError(f"`num_trials` must be a positive int, got {num_trials!r}.")
+  prep = _prepare(scores, labels, where, weights)
+  num_classes = prep.scores.shape[-1]
+  if num_trials is None:
+    num_trials = max(num_classes - 1, 1)
+
+  def pair_fn(row, col):
+    hinge = jax.nn.relu(margin - row["s"] + col["s"])
+    is_pair = row["pos"] * col["neg"]
+    return is_pair * (hinge > 0).astype(hinge.dtype), is_pair * hinge
+
+  num_violators, hinge_sum = pairs.pairwise_row_sums(
+      pair_fn, _pair_items(prep), where=prep.valid, block_size=block_size)
+  num_violators = jax.lax.stop_gradient(num_violators)
+  num_negative = jnp.sum(prep.negative, axis=-1, keepdims=True).astype(prep.dtype)
+  num_valid = jnp.sum(prep.valid, axis=-1, keepdims=True)
+  budget = jnp.minimum(num_trials, num_valid - 1)
+  # p = v / c-: the chance that one uniform draw among the negatives violates the margin.
+  p = jnp.clip(utils.safe_divide(jnp.round(num_violators), num_negative), 0.0, 1.0)
+  # s = the draw of the first violator, geometric(p) on {1, 2, ...}: inversion of u in (0, 1].
+  u = 1.0 - jax.random.uniform(key, prep.scores.shape, dtype=prep.dtype)
+  log_stay = jnp.log1p(-jnp.where(p < 1.0, p, 0.0))  # log(1 - p) < 0 for 0 < p < 1
+  failures = jnp.where(p >= 1.0, 0.0,
+                       jnp.where(p > 0.0, jnp.floor(jnp.log(u) / jnp.where(p > 0.0, log_stay, -1.0)),
+                                 jnp.inf))
+  num_draws = 1.0 + jnp.minimum(failures, budget.astype(prep.dtype))  # budget + 1 = not found
+  found = prep.positive & (num_draws <= budget) & (p > 0.0)
+  num_draws = jnp.where(found, num_draws, 1.0).astype(jnp.int32)
+  rank = jnp.maximum(num_valid - 1, 0) // num_draws
+  rank_weight = _harmonic_numbers(num_classes, prep.dtype)[jnp.clip(rank, 0, num_classes)]
+  per_class = rank_weight * hinge_sum
+  if prep.weights is not None:
+    per_class = per_class * prep.weights
+  total = jnp.sum(jnp.where(found, per_class, 0.0), axis=-1)
+  has_pairs = _has_pairs(prep)
+  loss = jnp.where(has_pairs, total, jnp.zeros_like(total))
+  return utils.reduce_loss(loss, reduce_fn, where=has_pairs)
+
+
+def warp_loss_single_violator(scores: Array, labels: Array, *, key: Optional[Array],
+              where: Optional[Array] = None, weights: Optional[Array] = None,
+              reduce_fn: Optional[Callable[..., Array]] = jnp.mean, num_trials: Optional[int] = None,
               margin: float = 1.0, trials_per_step: Optional[int] = None,
               block_size: Optional[int] = None) -> Array:
-  r"""WARP loss with the paper's sampled rank estimate (jittable, fixed trial budget).
+  r"""WARP in the WSABIE / LightFM form: one sampled violator per positive (jittable, fixed trial budget).
 
-  *Deep Convolutional Ranking for Multilabel Image Annotation*, "WARP": for each positive class
-  :math:`j` of an image, negatives :math:`k` are drawn uniformly (with replacement, as in WSABIE) until
-  one violates the margin, :math:`1 - f_j + f_k > 0`; with :math:`s` the number of draws,
+  Not the notes' loss (that is :func:`warp_loss`, which sums the hinges of **all** negatives): this is the
+  stochastic-gradient form of Weston et al.'s WSABIE, where each positive pushes only the one violating
+  negative that the rank estimate found. For each positive class :math:`j` of an image, negatives
+  :math:`k` are drawn uniformly (with replacement, as in WSABIE) until one violates the margin,
+  :math:`1 - f_j + f_k > 0`; with :math:`s` the number of draws,
 
   .. math::
 
@@ -326,7 +433,7 @@ def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
   >>> scores = jnp.array([2.0, 0.5, 1.0, 0.0])
   >>> labels = jnp.array([1, 1, 0, 0])
   >>> # class 0 never violates; for class 1 every draw violates: s = 1, r = 3, L(3) = 11/6
-  >>> loss = warp_loss(scores, labels, key=jax.random.key(0))
+  >>> loss = warp_loss_single_violator(scores, labels, key=jax.random.key(0))
   >>> bool(jnp.isclose(loss, 11 / 6 * 1.5) | jnp.isclose(loss, 11 / 6 * 0.5))
   True
   """

@@ -26,6 +26,7 @@ from ranking_jax.models.registry import register_model
 
 IMAGE_KEY = "image"
 FREEZE_KEY = "freeze_backbone"
+FEATURES_KEY = "features"
 
 
 class MemorabilityRegressor(nn.Module):
@@ -77,3 +78,38 @@ def memorability_regressor(*, backbone: str = "resnet18", backbone_kwargs: Any =
   """A backbone of :data:`ranking_jax.models.BACKBONES` with SoDeep's two-layer MLP regressor."""
   return MemorabilityRegressor(get_backbone(backbone, **dict(backbone_kwargs or {})), hidden=int(hidden),
                                bias_init=float(bias_init), normalize_input=normalize_input)
+
+
+class FeatureRegressor(nn.Module):
+  """``features [B, D] -> scores [B]``: SoDeep's two-layer MLP on a frozen trunk's (cached) features.
+
+  The paper's first stage ("only the MLP layers are trained while the weights of the feature extractor are
+  kept frozen") when the features are computed once (:func:`ranking_jax.models.pretrained_trunk.feature_splits`).
+  Inputs are a float array ``[B, D]`` or a dict ``{"features": [B, D]}``.
+
+  Attributes:
+    hidden: width of the MLP's hidden layer.
+    bias_init: initial output bias (e.g. the mean target).
+
+  >>> model = FeatureRegressor(hidden=8, bias_init=0.3)
+  >>> variables = model.init(jax.random.key(0), {"features": jnp.zeros((2, 5))})
+  >>> model.apply(variables, {"features": jnp.zeros((2, 5))}).round(3).tolist()
+  [0.3, 0.3]
+  """
+  hidden: int = 256
+  bias_init: float = 0.0
+
+  @nn.compact
+  def __call__(self, inputs: Union[jax.Array, Mapping[str, jax.Array]], *, train: bool = False) -> jax.Array:
+    del train
+    features = inputs[FEATURES_KEY] if isinstance(inputs, Mapping) else inputs
+    x = jnp.asarray(features, jnp.float32).reshape(features.shape[0], -1)
+    h = nn.relu(nn.Dense(int(self.hidden), name="mlp_hidden")(x))
+    out = nn.Dense(1, name="mlp_out", bias_init=nn.initializers.constant(self.bias_init))(h)
+    return out[:, 0]
+
+
+@register_model("feature_regressor")
+def feature_regressor(*, hidden: int = 256, bias_init: float = 0.0) -> FeatureRegressor:
+  """SoDeep's two-layer MLP regressor on precomputed features (:class:`FeatureRegressor`)."""
+  return FeatureRegressor(hidden=int(hidden), bias_init=float(bias_init))

@@ -26,8 +26,22 @@ Data (``config.data.name``): ``"memorability_scenes"`` — the memorability-like
 ``"lamem"`` — LaMem's split files (:mod:`ranking_jax.projects.sodeep.memorability_files`, ``data.lamem_dir``);
 ``"mediaeval"`` — MediaEval 2018 frames split by video (``data.mediaeval_ground_truth``,
 ``data.mediaeval_frames_dir``; ``data.lamem_dir`` optionally adds LaMem's training images, as the paper
-does). Metrics: Spearman's :math:`\rho` of the predictions; when the batches carry a ``group`` (the video of
-a frame) the predictions of a group's frames are averaged first, as the paper does at test time.
+does); ``"utkface"`` — real faces with age as the target (the registered dataset
+:func:`ranking_jax.data.utkface.build_splits`), turned into the pooled features of the frozen ImageNet
+EfficientNet-Lite0 (:func:`ranking_jax.models.pretrained_trunk.feature_splits`, cached in
+``data.feature_cache_dir``) on which a two-layer MLP (``feature_regressor``) trains: the paper's first, frozen stage.
+The regression target is ``data.target`` (default: the memorability) times ``data.target_scale`` (age / 100
+on UTKFace); it is ``batch["memorability"]`` in the trainer's batches whatever it measures.
+
+Lists (``config.loss.list_size``): 0 ranks the whole global batch as one list (eq. 4 on the mini-batch, the
+other data's default); ``L > 0`` cuts each global batch into ``batch_size / L`` consecutive lists of ``L``
+items in the iterator's order (:func:`split_lists`) and averages eq. 4 over them, so a sorter limited to
+``L`` items ranks the same lists as every other rank function and a larger batch never lengthens the lists.
+The batches depend on the seed only, so ``mse`` / ``l1`` runs see the very same items per step.
+
+Metrics: Spearman's :math:`\rho` of the predictions and its approximate standard error; when the batches
+carry a ``group`` (the video of a frame) the predictions of a group's frames are averaged first, as the paper
+does at test time.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ import numpy as np
 
 from ranking_jax import metrics as metrics_lib
 from ranking_jax import models
+from ranking_jax import ranks
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import errors
@@ -126,7 +141,8 @@ def _mediaeval_splits(data_config: Any) -> dict[str, Any]:
   return splits
 
 
-DATASETS = ('memorability_scenes', 'lamem', 'mediaeval',)
+DATASETS = ('memorability_scenes', 'lamem', 'mediaeval', 'utkface')
+FEATURES_KEY = memorability_model.FEATURES_KEY
 
 
 def make_splits(data_config: Any) -> dict[str, Any]:
@@ -136,15 +152,34 @@ def make_splits(data_config: Any) -> dict[str, Any]:
     ranking_jax.data.DataNotFoundError: a real-data path is empty or its files are missing (the message
       names the config key and where to get the files).
     ValueError: unknown ``data_config.name``.
+
+  ``"utkface"`` returns :class:`ranking_jax.data.FeatureSource` splits (``{"features": float32 [n, 1280],
+  "age", "gender", "race", "index"}``): the first call runs the frozen trunk over every face and caches the
+  features in ``data_config.feature_cache_dir``; later calls read the cache.
   """
-  return data_registry.build_splits(data_config, accepted=DATASETS)
+  splits = data_registry.build_splits(data_config, accepted=DATASETS)
+  if data_config.name == "utkface":
+    from ranking_jax.models import pretrained_trunk  # pylint: disable=g-import-not-at-top
+    cache_dir = os.path.expanduser(data_config.get("feature_cache_dir", "") or pretrained_trunk.DEFAULT_CACHE_DIR)
+    splits = pretrained_trunk.feature_splits(splits, cache_dir=cache_dir)
+  return splits
 
 
-def _to_trainer_batch(batch: Mapping[str, np.ndarray], freeze: bool) -> Batch:
-  images = np.asarray(batch["image"], np.float32)
-  out = {"inputs": {memorability_model.IMAGE_KEY: images,
-                    memorability_model.FREEZE_KEY: np.full(len(images), freeze, bool)},
-         _LABEL_KEY: np.asarray(batch[_LABEL_KEY], np.float32)}
+def _target(batch: Mapping[str, np.ndarray], data_config: Any) -> np.ndarray:
+  """The regression target: ``batch[data.target]`` (default: the memorability) x ``data.target_scale``."""
+  key = data_config.get("target", _LABEL_KEY) or _LABEL_KEY
+  return np.asarray(batch[key], np.float32) * np.float32(data_config.get("target_scale", 1.0))
+
+
+def _to_trainer_batch(batch: Mapping[str, np.ndarray], freeze: bool, data_config: Any = None) -> Batch:
+  target = _target(batch, data_config if data_config is not None else {})
+  if FEATURES_KEY in batch:  # cached trunk features: the trunk is frozen by construction
+    inputs = {FEATURES_KEY: np.asarray(batch[FEATURES_KEY], np.float32)}
+  else:
+    images = np.asarray(batch["image"], np.float32)
+    inputs = {memorability_model.IMAGE_KEY: images,
+              memorability_model.FREEZE_KEY: np.full(len(images), freeze, bool)}
+  out = {"inputs": inputs, _LABEL_KEY: target}
   if _GROUP_KEY in batch:
     out[_GROUP_KEY] = np.asarray(batch[_GROUP_KEY], np.int64)
   if "mask" in batch:
@@ -155,10 +190,30 @@ def _to_trainer_batch(batch: Mapping[str, np.ndarray], freeze: bool) -> Batch:
 # ------------------------------------------------------------------------------------- losses, metrics
 
 
+def split_lists(values: jax.Array, list_size: int) -> jax.Array:
+  """``[B] -> [B / list_size, list_size]``: consecutive lists of the batch (``list_size`` 0: one list ``[B]``).
+
+  >>> split_lists(jnp.arange(6), 3).tolist()
+  [[0, 1, 2], [3, 4, 5]]
+
+  Raises:
+    ValueError: ``B`` is not a multiple of ``list_size``.
+  """
+  list_size = int(list_size or 0)
+  if not list_size:
+    return values
+  if values.shape[-1] % list_size:
+    raise ValueError(f"a batch of {values.shape[-1]} items does not split into lists of {list_size} "
+                     "(config.loss.list_size must divide config.batch_size).")
+  return values.reshape(*values.shape[:-1], values.shape[-1] // list_size, list_size)
+
+
 def make_loss_terms(loss_config: Any) -> dict[str, Any]:
   """``{"l1", "mse"[, "spearman"]}`` loss terms on ``batch["memorability"]`` over the global batch.
 
-  ``spearman`` (eq. 4) uses ``loss_config.rank_fn`` (:data:`RANK_FNS`); it is left out when empty.
+  ``spearman`` (eq. 4) uses ``loss_config.rank_fn`` (:data:`RANK_FNS`); it is left out when empty. With
+  ``loss_config.list_size`` = ``L`` > 0 it is the mean of eq. 4 over the batch's consecutive lists of ``L``
+  items (:func:`split_lists`); ``l1`` / ``mse`` are per-item means (the same over lists of equal length).
 
   >>> import ml_collections
   >>> terms = make_loss_terms(ml_collections.ConfigDict({"rank_fn": "handcrafted", "sharpness": 10.0,
@@ -174,8 +229,14 @@ def make_loss_terms(loss_config: Any) -> dict[str, Any]:
     rank_fn = sodeep_synthetic_ap.make_rank_fn(
         loss_config.rank_fn, sharpness=loss_config.get("sharpness", 10.0),
         regularization_strength=loss_config.get("regularization_strength", 1.0))
-    terms["spearman"] = lambda scores, batch: sorting.spearman_loss(scores, batch[_LABEL_KEY],
-                                                                    rank_fn=rank_fn)
+    list_size = int(loss_config.get("list_size", 0) or 0)
+
+    def spearman(scores, batch):
+      where = batch.get("mask")
+      return sorting.spearman_loss(
+          split_lists(scores, list_size), split_lists(batch[_LABEL_KEY], list_size), rank_fn=rank_fn,
+          where=None if where is None else split_lists(jnp.asarray(where, bool), list_size))
+    terms["spearman"] = spearman
   return terms
 
 
@@ -225,17 +286,51 @@ def spearman_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray])
   else:
     out["spearman_rho"] = float(metrics_lib.spearman_rho(predictions, labels))
   out["mae"] = float(np.mean(np.abs(predictions - labels))) if not out["num_nonfinite"] else float("nan")
-  return {"spearman_rho": out["spearman_rho"], "mae": out["mae"], "num_items": out["num_items"],
-          "num_nonfinite": out["num_nonfinite"]}
+  rho = out["spearman_rho"]
+  out["spearman_rho_se"] = (spearman_standard_error(rho, len(labels)) if np.isfinite(rho) and len(labels) > 3
+                            else float("nan"))
+  return {"spearman_rho": out["spearman_rho"], "spearman_rho_se": out["spearman_rho_se"], "mae": out["mae"],
+          "num_items": out["num_items"], "num_nonfinite": out["num_nonfinite"]}
+
+
+def spearman_standard_error(rho: float, num_items: int) -> float:
+  r"""Approximate standard error of a Spearman :math:`\rho` measured on ``num_items`` items.
+
+  :math:`(1 - \rho^2)\sqrt{1.06 / (n - 3)}` (Fieller, Hartley and Pearson, Biometrika 1957; see
+  :func:`ranking_jax.projects.sodeep.memorability_scenes.spearman_standard_error`).
+
+  >>> round(spearman_standard_error(0.5, 1000), 4)
+  0.0245
+  """
+  from ranking_jax.projects.sodeep import memorability_scenes  # pylint: disable=g-import-not-at-top
+  return memorability_scenes.spearman_standard_error(float(np.clip(rho, -1.0, 1.0)), int(num_items))
 
 
 # ------------------------------------------------------------------------------------------------ task
 
 
 def requirements(config: Any) -> train.Requirements:
-  """Eq. 4 ranks the whole mini-batch; a learned sorter bounds its length."""
+  """Eq. 4 ranks the whole mini-batch (or its lists of ``config.loss.list_size``); a learned sorter bounds
+  the list length.
+
+  Raises:
+    ConfigValueError: ``config.loss.list_size`` is negative, 1, longer than the sorter serves, or does not
+      divide ``config.batch_size``.
+  """
   spec = config.loss.rank_fn or ""
-  return train.listwise_requirements("The Spearman loss ranks the whole mini-batch", spec)
+  list_size = int(config.loss.get("list_size", 0) or 0)
+  if not list_size:
+    return train.listwise_requirements("The Spearman loss ranks the whole mini-batch", spec)
+  limit = ranks.max_list_length(spec)
+  if list_size < 2:
+    raise train.ConfigValueError(f"config.loss.list_size must be 0 (the whole batch) or >= 2, got {list_size}.")
+  if limit is not None and list_size > limit:
+    raise train.ConfigValueError(f"the sorter {spec!r} serves lists of at most {limit} items: "
+                                 f"config.loss.list_size must be <= {limit}, got {list_size}.")
+  if int(config.batch_size) % list_size:
+    raise train.ConfigValueError(f"config.loss.list_size {list_size} must divide config.batch_size "
+                                 f"{config.batch_size}: each batch is cut into lists of that many items.")
+  return train.Requirements(global_batch=f"The Spearman loss ranks the mini-batch's lists of {list_size}")
 
 
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:
@@ -256,11 +351,11 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   def make_train_iterator(start_step: int, process_index: int, process_count: int) -> Iterator[Batch]:
     batches = pipeline.make_train_iterator(train_source, batch_size, seed=seed, start_step=start_step,
                                            process_index=process_index, process_count=process_count)
-    return pipeline.prefetch(_to_trainer_batch(b, start_step + i < freeze_steps)
+    return pipeline.prefetch(_to_trainer_batch(b, start_step + i < freeze_steps, config.data)
                              for i, b in enumerate(batches))
 
   def make_eval_iterator(source: Any) -> Iterator[Batch]:
-    return (_to_trainer_batch(b, False) for b in pipeline.make_eval_iterator(
+    return (_to_trainer_batch(b, False, config.data) for b in pipeline.make_eval_iterator(
         source, eval_batch_size, process_index=jax.process_index(), process_count=jax.process_count()))
 
   initialize_variables = None
@@ -280,6 +375,27 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
 
 
 # --------------------------------------------------------------------------------------------- reports
+
+TEST_PREDICTIONS = "test_predictions.npz"
+
+
+def bootstrap_standard_error(predictions: np.ndarray, labels: np.ndarray, *, num_resamples: int = 1000,
+                             seed: int = 0) -> float:
+  """Bootstrap standard error of Spearman's rho over the test items (resampled in pairs with replacement).
+
+  ``scipy.stats.bootstrap`` (``paired=True``); unlike :func:`spearman_standard_error` it needs no normality
+  and holds at high rho.
+
+  >>> rng = np.random.default_rng(0); x = rng.normal(size=500)
+  >>> 0.01 < bootstrap_standard_error(x + rng.normal(size=500), x, num_resamples=200) < 0.05
+  True
+  """
+  import scipy.stats  # pylint: disable=g-import-not-at-top
+  statistic = lambda p, l: scipy.stats.spearmanr(p, l).statistic
+  result = scipy.stats.bootstrap((np.asarray(predictions), np.asarray(labels)), statistic, paired=True,
+                                 vectorized=False, n_resamples=int(num_resamples), method="percentile",
+                                 random_state=np.random.default_rng(seed))
+  return float(result.standard_error)
 
 
 def read_validation_curve(workdir: str) -> tuple[np.ndarray, np.ndarray]:
@@ -338,12 +454,20 @@ def report(config: Any, result: train.TrainResult, workdir: str) -> dict[str, An
   test = result.predictions["test"]
   variant = str(config.variant)
   row = {"variant": variant, "data": config.data.name, "seed": int(config.seed),
-         "steps": result.results["step"], **test.metrics}
+         "steps": result.results["step"], "list_size": int(config.loss.get("list_size", 0) or 0),
+         "batch_size": int(config.batch_size), **test.metrics}
+  predictions = np.asarray(test.outputs, np.float64).reshape(-1)
+  labels = np.asarray(test.targets[_LABEL_KEY], np.float64).reshape(-1)
+  if _GROUP_KEY not in test.targets and np.all(np.isfinite(predictions)) and len(labels) > 3:
+    row["spearman_rho_bootstrap_se"] = bootstrap_standard_error(predictions, labels)
+    # Kept for paired comparisons on the same test items (experiments/sodeep_spearman_tables.py).
+    np.savez_compressed(os.path.join(workdir, TEST_PREDICTIONS), predictions=predictions, labels=labels)
   steps, values = read_validation_curve(workdir)
   plot_validation_curves({variant: [(steps, values)]}, os.path.join(workdir, "validation_rho.png"))
   incomplete = "" if result.results.get("complete", True) else " (INCOMPLETE run)"
   reporting.write_markdown(workdir, f"# SoDeep Spearman, {variant}{incomplete}\n\n{results_table([row])}\n")
   paper = PAPER_RESULTS.get(variant)
-  print(f"test ({variant}, seed {config.seed}): Spearman rho {row['spearman_rho']:.4f}"
+  print(f"test ({variant}, seed {config.seed}): Spearman rho {row['spearman_rho']:.4f} "
+        f"(SE {row.get('spearman_rho_se', float('nan')):.4f}, {int(row.get('num_items', 0))} items)"
         + (f" | paper: rho {paper[0] / 100:.3f} ({paper[1]})" if paper else "") + incomplete, flush=True)
   return {**row, "validation_steps": [int(s) for s in steps], "validation_rho": [float(v) for v in values]}

@@ -27,7 +27,7 @@ from experiments import tables as tables_lib  # pylint: disable=g-import-not-at-
 
 
 def test_variants_and_modifiers():
-  assert config_lib.VARIANTS == ("softmax", "pairwise", "warp", "warp_exact")
+  assert config_lib.VARIANTS == ("softmax", "pairwise", "warp", "warp_single_violator", "warp_exact")
   for variant in config_lib.VARIANTS:
     config = config_lib.get_config(variant)
     assert config.variant == config.loss.name == variant
@@ -269,11 +269,14 @@ def test_annotation_benchmark_cases_run():
   assert per_image.min() >= 1 and per_image.max() <= 5
   assert benchmarking.ANNOTATION_SHAPES == ((32, 81), (1024, 1000))
   cases = benchmarking.annotation_cases()
-  assert [c.name for c in cases] == ["multilabel_softmax_loss", "pairwise_ranking_loss", "warp_loss (sampled)",
-                                     "warp_loss_exact"]
+  assert [c.name for c in cases] == ["multilabel_softmax_loss", "pairwise_ranking_loss", "warp_loss (sampled rank)",
+                                     "warp_loss_single_violator", "warp_loss_exact"]
   for case in cases:
     result = benchmarking.run_case(case, 2, 6, min_repeats=1, min_seconds=0.0, max_repeats=1)
     assert result.backward_ms is not None and result.backward_ms > 0 and not result.note
+  timed = benchmarking.interleaved_backward_ms(cases[2:], 2, 6, repeats=2)
+  assert set(timed) == {c.name for c in cases[2:]}
+  assert all(0 < t["min"] <= t["median"] for t in timed.values())
 
 
 def test_score_spread_flags_a_network_that_ignores_the_image():

@@ -19,6 +19,9 @@ from ranking_jax import models  # pylint: disable=g-import-not-at-top,wrong-impo
 from ranking_jax.data import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ranking_jax.data import rendered  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ranking_jax.projects.sodeep import sodeep_spearman as task_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tests import test_efficientnet  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_needs_weights = test_efficientnet.needs_weights
 
 
 def test_configs_follow_the_paper_schedule():
@@ -159,3 +162,115 @@ def test_smoke_run(variant, tmp_path):
   report = result.results["report"]
   assert report["validation_steps"] == [2, 4] and report["variant"] == variant
   assert (tmp_path / "validation_rho.png").exists() and variant in (tmp_path / "results.md").read_text()
+
+
+# ------------------------------------------------------------------ lists of a batch, UTKFace age path
+
+
+def _eq4_reference(scores, labels):
+  """Eq. 4 with exact ranks (rank 1 = highest; tied labels share their mean rank), one numpy list."""
+  n = len(scores)
+  score_ranks = scipy.stats.rankdata(-np.asarray(scores))
+  label_ranks = scipy.stats.rankdata(-np.asarray(labels))
+  return 6.0 * np.sum((score_ranks - label_ranks) ** 2) / (n * (n ** 2 - 1))
+
+
+def test_lists_cut_the_batch_in_consecutive_lists_for_every_rank_function():
+  rng = np.random.default_rng(3)
+  labels = rng.integers(1, 90, 200) / 100.0  # integer ages / 100: ties, as UTKFace
+  scores = labels + rng.normal(0, 0.2, 200) - np.repeat([0.0, 2.0], 100)  # list 2 scored below list 1
+  loss_config = config_lib.get_config("spearman_handcrafted,utkface").loss
+  assert loss_config.list_size == 100
+  loss_config.sharpness = 1e5  # the handcrafted sorter becomes exact
+  term = task_lib.make_loss_terms(loss_config)["spearman"]
+  batch = {"memorability": jnp.asarray(labels, jnp.float32)}
+  got = float(term(jnp.asarray(scores, jnp.float32), batch))
+  expected = np.mean([_eq4_reference(scores[i:i + 100], labels[i:i + 100]) for i in (0, 100)])
+  assert got == pytest.approx(expected, abs=2e-3)
+  assert _eq4_reference(scores, labels) > got + 0.2  # one list of 200 is another loss
+  # A masked item leaves its list only.
+  mask = np.ones(200, bool)
+  mask[150] = False
+  keep = np.arange(100, 200) != 150
+  got = float(term(jnp.asarray(scores, jnp.float32), {**batch, "mask": jnp.asarray(mask)}))
+  expected = np.mean([_eq4_reference(scores[:100], labels[:100]),
+                      _eq4_reference(scores[100:][keep], labels[100:][keep])])
+  assert got == pytest.approx(expected, abs=2e-3)
+  with pytest.raises(ValueError, match="does not split"):
+    term(jnp.zeros(150), {"memorability": jnp.zeros(150)})
+
+
+def test_list_size_requirements():
+  from ranking_jax import train  # pylint: disable=g-import-not-at-top
+  from ranking_jax.train import preflight  # pylint: disable=g-import-not-at-top
+  config = config_lib.get_config("spearman_lstm,utkface")
+  config.batch_size = 300  # three lists of 100: allowed for the 100-item sorter
+  preflight.check_config(config, task_lib)
+  assert task_lib.requirements(config).max_list_length is None
+  for list_size, batch_size, match in ((128, 256, "at most 100"), (100, 250, "must divide"), (1, 100, ">= 2")):
+    config.loss.list_size, config.batch_size = list_size, batch_size
+    with pytest.raises(train.ConfigValueError, match=match):
+      preflight.check_config(config, task_lib)
+
+
+def _feature_splits(seed=0):
+  rng = np.random.default_rng(seed)
+  make = lambda n: rendered.ArraySource({"features": rng.normal(size=(n, 12)).astype(np.float32),
+                                         "age": rng.integers(1, 90, n).astype(np.int32)})
+  return {"train": make(64), "validation": make(16), "test": make(16)}
+
+
+def test_every_variant_trains_on_the_same_batches():
+  splits = _feature_splits()
+  first = {}
+  for variant in ("mse", "l1", "spearman_lstm", "spearman_soft_ranks"):
+    config = config_lib.get_config(f"{variant},utkface,smoke,seed=2")
+    batches = task_lib.make_task(config, splits).make_train_iterator(0, 0, 1)
+    first[variant] = [next(batches) for _ in range(5)]
+  for variant, batches in first.items():
+    for got, want in zip(batches, first["mse"]):
+      np.testing.assert_array_equal(got["inputs"]["features"], want["inputs"]["features"])
+      np.testing.assert_array_equal(got["memorability"], want["memorability"])
+  # The target is age / 100, and the features arrive unchanged.
+  batch = first["mse"][0]
+  rows = [int(np.flatnonzero((splits["train"].arrays["features"] == f).all(1))[0])
+          for f in batch["inputs"]["features"]]
+  np.testing.assert_allclose(batch["memorability"], splits["train"].arrays["age"][rows] / 100.0, rtol=1e-6)
+
+
+def test_utkface_configs():
+  for variant in config_lib.VARIANTS:
+    config = config_lib.get_config(f"{variant},utkface")
+    assert (config.data.name, config.data.target, config.data.target_scale) == ("utkface", "age", 0.01)
+    assert config.model.name == "feature_regressor" and config.loss.list_size == 100
+    assert config.batch_size % config.loss.list_size == 0 and config.total_epochs == 15.0
+  with pytest.raises(ValueError, match="one of the modifiers"):
+    config_lib.get_config("mse,utkface,lamem")
+
+
+def _write_utkface_zip(path, n=60, side=40):
+  import io  # pylint: disable=g-import-not-at-top
+  import zipfile  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  with zipfile.ZipFile(path, "w") as archive:
+    for i in range(n):
+      buffer = io.BytesIO()
+      Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+      archive.writestr(f"crop_part1/{1 + i}_{i % 2}_{i % 5}_20170101{i:09d}.jpg.chip.jpg", buffer.getvalue())
+
+
+@_needs_weights
+def test_utkface_smoke_run(tmp_path):
+  """The whole new path: UTKFace files -> cached frozen-trunk features -> the MLP, two lists per batch."""
+  from ranking_jax import train  # pylint: disable=g-import-not-at-top
+  _write_utkface_zip(tmp_path / "UTKFace-crop_part1.zip")
+  config = config_lib.get_config("spearman_handcrafted,utkface,smoke")  # the LSTM compiles in test_smoke_run
+  config.data.update(data_dir=str(tmp_path), feature_cache_dir=str(tmp_path / "features"))
+  config.async_checkpointing = False
+  result = train.train_and_evaluate(config, str(tmp_path / "run"), task_lib.make_task(config))
+  assert len(list((tmp_path / "features").iterdir())) == 3  # train / validation / test features cached
+  assert result.results["step"] == 4 and np.isfinite(result.results["train_metrics"]["loss/spearman"])
+  report = result.results["report"]
+  assert (report["data"], report["list_size"], report["batch_size"], report["num_items"]) == ("utkface", 8, 16, 6)
+  assert -1 <= report["spearman_rho"] <= 1 and report["spearman_rho_se"] > 0
