@@ -17,10 +17,10 @@ CelebA-HQ (40 attributes, frozen ImageNet EfficientNet-Lite0 features; the proto
 section): first the converged baseline, then every variant fine-tuned from it::
 
   python -m experiments.sodeep_map --config=configs/sodeep_map.py:soft_margin,celeba,seed=0 \
-      --config.data.data_dir=../shared/data/celeba_hq --config.data.cache_dir=~/.cache/ranking_jax/features \
+      --config.data.data_dir=../shared/data/celeba_hq --config.data.feature_cache_dir=~/.cache/ranking_jax/features \
       --workdir=/tmp/rj-runs/sodeep_map_celeba/base_s0
   python -m experiments.sodeep_map --config=configs/sodeep_map.py:soft_margin_map_lstm,celeba,finetune,seed=0 \
-      --config.data.data_dir=../shared/data/celeba_hq --config.data.cache_dir=~/.cache/ranking_jax/features \
+      --config.data.data_dir=../shared/data/celeba_hq --config.data.feature_cache_dir=~/.cache/ranking_jax/features \
       --config.model.init_from=/tmp/rj-runs/sodeep_map_celeba/base_s0/final_variables.npz \
       --workdir=/tmp/rj-runs/sodeep_map_celeba/ft_soft_margin_map_lstm_s0
 
@@ -33,7 +33,7 @@ Variants (``get_config("<variant>[,voc2007|,celeba][,finetune][,smoke][,seed=<in
   ``max_examples=40`` (32 / 4 / 4 faces), batch 16, 2 steps;
 * modifier ``celeba``: CelebA-HQ 64 px, the 40 attributes as classes, seeded 24 000 / 3 000 / 3 000 split
   (split seed 0 whatever the run's seed), the frozen ImageNet EfficientNet-Lite0's pooled 1 280-d features
-  (cached in ``config.data.cache_dir``), a head with one hidden ReLU layer of 512 (``FeatureHead``; WILDCAT
+  (cached in ``config.data.feature_cache_dir``), a head with one hidden ReLU layer of 512 (``FeatureHead``; WILDCAT
   needs spatial maps, the trunk leaves 2x2), batch 100 = one list of 100 images per class per step, Adam
   lr 1e-3 / 10 after epoch 5, 8 epochs (1 920 steps; validation mAP flat over the last 3 epochs) for the
   baseline; eq. 7 as written (unnormalised
@@ -141,7 +141,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict({
         "name": "celeba_hq_classes", "data_dir": "", "images": "", "image_size": 64, "seed": 0,
         "validation_fraction": 0.1, "test_fraction": 0.1, "max_examples": 0, "attributes": "",
-        "preload": False, "cache_dir": ""})  # cache_dir: the feature cache ("": ~/.cache/ranking_jax/features)
+        "preload": False, "feature_cache_dir": ""})  # the feature cache ("": ~/.cache/ranking_jax/features)
     config.model.name = "sodeep_map_feature_head"
     config.model.kwargs = ml_collections.ConfigDict({"num_classes": 40, "hidden_sizes": (512,),
                                                      "dropout_rate": 0.0})

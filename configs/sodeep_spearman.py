@@ -18,7 +18,7 @@ Launch (embedded memorability scenes, no download, CPU)::
       --config.data.lamem_dir=$HOME/data/lamem --workdir=/tmp/rj-runs/sodeep_lamem_lstm
   # real faces, age as the ranking target, head on cached frozen ImageNet EfficientNet-Lite0 features (CPU)
   python -m experiments.sodeep_spearman --config=configs/sodeep_spearman.py:spearman_lstm,utkface,seed=0 \
-      --config.data.data_dir=../shared/data/utkface --config.data.cache_dir=/work/cache/features \
+      --config.data.data_dir=../shared/data/utkface --config.data.feature_cache_dir=/work/cache/features \
       --workdir=/tmp/rj-runs/sodeep_spearman_utkface/spearman_lstm_s0
 
 Variants (``get_config("<variant>[,lamem|,mediaeval|,utkface][,smoke][,seed=N]")``), one per rank function we ship:
@@ -45,7 +45,7 @@ frozen stage only fits the MLP to random features; pass converted ImageNet weigh
 978 / 978 faces), target age / 100 (age in centuries: the memorability scores' [0, 1] range, so the paper's
 lambda = 10 and the soft ranks' epsilon = 1 act at the scale they were set for). The paper's first stage only:
 the two-layer MLP (hidden 256) trains on the pooled features of the frozen ImageNet EfficientNet-Lite0 at
-128x128 (``ranking_jax.models.pretrained_trunk.feature_splits``, cached under ``data.cache_dir``), 15 epochs
+128x128 (``ranking_jax.models.pretrained_trunk.feature_splits``, cached under ``data.feature_cache_dir``), 15 epochs
 of 78 steps (the paper's 15 frozen epochs; the mean validation rho of the six variants at seed 0 peaked
 there), no fine-tuning stage. Lists (``loss.list_size``): each global
 batch of ``batch_size`` faces is cut into consecutive lists of ``list_size`` = 100 items (the shipped
@@ -162,7 +162,7 @@ def _utkface(config: ml_collections.ConfigDict) -> None:
       "name": "utkface", "data_dir": "", "images": "", "image_size": 128, "seed": 0,
       "validation_fraction": 0.1, "test_fraction": 0.1, "max_examples": 0,
       "preload": False,  # the cached features are read without decoding the images
-      "cache_dir": "",  # the feature cache (e.g. /work/cache/features); "" = ~/.cache/ranking_jax/features
+      "feature_cache_dir": "",  # the feature cache (e.g. /work/cache/features); "" = ~/.cache/ranking_jax/features
       "target": "age", "target_scale": 0.01})  # age in centuries
   config.model.name = "feature_regressor"
   config.model.kwargs = ml_collections.ConfigDict({"hidden": 256, "bias_init": 0.30})  # mean train age / 100

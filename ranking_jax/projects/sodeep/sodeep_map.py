@@ -25,7 +25,7 @@ included, from the converged baseline of the same seed and give each the same ex
 
 Data (``config.data.name``): ``"celeba_hq_classes"``, CelebA-HQ's 40 attributes as classes on the frozen
 ImageNet EfficientNet-Lite0's pooled features (:func:`ranking_jax.models.pretrained_trunk.feature_splits`,
-cached under ``config.data.cache_dir``) with a :class:`FeatureHead` on top; ``"scene_classes"``, the embedded procedural scenes (:mod:`ranking_jax.data.scenes`)
+cached under ``config.data.feature_cache_dir``) with a :class:`FeatureHead` on top; ``"scene_classes"``, the embedded procedural scenes (:mod:`ranking_jax.data.scenes`)
 with their visible-object classes merged into the **16 distinct kinds** (classes 16-19 of
 ``scenes.CLASS_NAMES`` repeat the shape and colour of classes 0-3, so their pixels cannot tell them apart:
 see :func:`scene_kind_matrix`); or ``"voc2007_classes"``, TFDS ``voc/2007`` (trainval minus a hold-out for training,
@@ -136,12 +136,12 @@ def _voc2007_classes_splits(data_config: Any) -> dict[str, Any]:
 @data_registry.register_dataset("celeba_hq_classes")
 def _celeba_hq_classes_splits(data_config: Any) -> dict[str, Any]:
   """The ``celeba_hq_classes`` dataset: CelebA-HQ's seeded split (:func:`ranking_jax.data.celeba_hq.build_splits`)
-  as the frozen ImageNet EfficientNet-Lite0's pooled features, cached under ``config.data.cache_dir``."""
+  as the frozen ImageNet EfficientNet-Lite0's pooled features, cached under ``config.data.feature_cache_dir``."""
   from ranking_jax.data import celeba_hq  # pylint: disable=g-import-not-at-top
   from ranking_jax.models import pretrained_trunk  # pylint: disable=g-import-not-at-top
   images = celeba_hq.build_splits(data_config)
   return pretrained_trunk.feature_splits(
-      images, cache_dir=data_config.get("cache_dir", "") or pretrained_trunk.DEFAULT_CACHE_DIR)
+      images, cache_dir=data_config.get("feature_cache_dir", "") or pretrained_trunk.DEFAULT_CACHE_DIR)
 
 
 DATASETS = ('scene_classes', 'voc2007_classes', 'celeba_hq_classes')

@@ -29,7 +29,7 @@ Data (``config.data.name``): ``"memorability_scenes"`` — the memorability-like
 does); ``"utkface"`` — real faces with age as the target (the registered dataset
 :func:`ranking_jax.data.utkface.build_splits`), turned into the pooled features of the frozen ImageNet
 EfficientNet-Lite0 (:func:`ranking_jax.models.pretrained_trunk.feature_splits`, cached in
-``data.cache_dir``) on which a two-layer MLP (``feature_regressor``) trains: the paper's first, frozen stage.
+``data.feature_cache_dir``) on which a two-layer MLP (``feature_regressor``) trains: the paper's first, frozen stage.
 The regression target is ``data.target`` (default: the memorability) times ``data.target_scale`` (age / 100
 on UTKFace); it is ``batch["memorability"]`` in the trainer's batches whatever it measures.
 
@@ -155,12 +155,12 @@ def make_splits(data_config: Any) -> dict[str, Any]:
 
   ``"utkface"`` returns :class:`ranking_jax.data.FeatureSource` splits (``{"features": float32 [n, 1280],
   "age", "gender", "race", "index"}``): the first call runs the frozen trunk over every face and caches the
-  features in ``data_config.cache_dir``; later calls read the cache.
+  features in ``data_config.feature_cache_dir``; later calls read the cache.
   """
   splits = data_registry.build_splits(data_config, accepted=DATASETS)
   if data_config.name == "utkface":
     from ranking_jax.models import pretrained_trunk  # pylint: disable=g-import-not-at-top
-    cache_dir = os.path.expanduser(data_config.get("cache_dir", "") or "~/.cache/ranking_jax/features")
+    cache_dir = os.path.expanduser(data_config.get("feature_cache_dir", "") or pretrained_trunk.DEFAULT_CACHE_DIR)
     splits = pretrained_trunk.feature_splits(splits, cache_dir=cache_dir)
   return splits
 

@@ -221,7 +221,7 @@ def test_celeba_path_caches_trunk_features_of_the_seeded_split(tmp_path, monkeyp
 
   monkeypatch.setattr(pretrained_trunk, "trunk_features", fake_trunk_features)
   config = config_lib.get_config("soft_margin,celeba,smoke")
-  config.data.update(data_dir=str(tmp_path), image_size=8, cache_dir=str(tmp_path / "features"))
+  config.data.update(data_dir=str(tmp_path), image_size=8, feature_cache_dir=str(tmp_path / "features"))
   splits = task_lib.make_splits(config.data)
   assert [len(splits[k]) for k in ("train", "validation", "test")] == [32, 4, 4]
   assert calls == [str(tmp_path / "features")] * 3

@@ -266,7 +266,7 @@ def test_utkface_smoke_run(tmp_path):
   from ranking_jax import train  # pylint: disable=g-import-not-at-top
   _write_utkface_zip(tmp_path / "UTKFace-crop_part1.zip")
   config = config_lib.get_config("spearman_handcrafted,utkface,smoke")  # the LSTM compiles in test_smoke_run
-  config.data.update(data_dir=str(tmp_path), cache_dir=str(tmp_path / "features"))
+  config.data.update(data_dir=str(tmp_path), feature_cache_dir=str(tmp_path / "features"))
   config.async_checkpointing = False
   result = train.train_and_evaluate(config, str(tmp_path / "run"), task_lib.make_task(config))
   assert len(list((tmp_path / "features").iterdir())) == 3  # train / validation / test features cached
