@@ -81,3 +81,25 @@ def test_runs_of_another_experiment_and_repeated_seeds():
                                                            "step": 100, "total_steps": 100}))
   with pytest.raises(FileNotFoundError, match="not a complete image_difficulty run"):
     tables.tables_text("image_difficulty", reporting.collect_runs(f"{folder}/old"))
+
+
+def test_image_difficulty_tables_put_the_selected_checkpoint_beside_the_final_step(tmp_path):
+  from ranking_jax import reporting  # pylint: disable=g-import-not-at-top
+  taus = {("mse", 0): 0.30, ("mse", 1): 0.34, ("alternating", 0): 0.40, ("alternating", 1): 0.30}
+  for (variant, seed), tau in taus.items():
+    _write(tmp_path, f"{variant}_s{seed}", variant=variant, seed=seed, tau=tau)
+    path = tmp_path / f"{variant}_s{seed}" / "results.json"
+    run = json.loads(path.read_text())
+    # alternating seed 1: no step satisfied the rule (step None); the others chose step 40 with tau + 0.01.
+    chosen = None if (variant, seed) == ("alternating", 1) else 40
+    run["selected"] = {"step": chosen, "eval": None if chosen is None else
+                       {"test": {"mse": 0.2, "kendall_tau": tau + 0.01}}}
+    path.write_text(json.dumps(run))
+  text = tables.tables_text("image_difficulty", reporting.collect_runs(f"{tmp_path}/*"))
+  # final: alternating 0.35 ± 0.0707; selected: 1 of 2 seeds (0.41 alone); mse selected 0.33 ± 0.0283
+  assert "0.3500 ± 0.0707 (2 seeds)" in text and "1 of 2 seeds (steps 40)" in text and "| 0.4100 |" in text
+  assert "WARNING" not in text  # two variants sharing seeds 0 and 1 are no repeats
+  assert "0.3300 ± 0.0283 (2 seeds)" in text
+  # paired alternating - mse: final (0.10, -0.04) -> 0.03 ± 0.099, 1 of 2 ahead; selected: seed 0 only
+  assert "| alternating - mse |" in text and "0.0300 ± 0.0990 (2 seeds)" in text and "1 of 2" in text
+  assert "1 of 1" in text

@@ -42,6 +42,29 @@ def test_alternating_paper_setting_two_rank_epochs_then_one_mse_epoch():
   assert mse_epochs == [2, 5, 8]
 
 
+def authors_losses(num_epochs: int, frequency: int) -> list[str]:
+  """The authors' train.py loop, verbatim: for epoch in range(E): lamba = 0 (mse) if epoch % 3 == 0 else 1."""
+  return ["mse" if epoch % frequency == 0 else "rank" for epoch in range(num_epochs)]
+
+
+@pytest.mark.parametrize("num_epochs", [210, 30, 31])
+def test_alternating_first_unit_0_is_the_authors_loop_and_210_epochs_end_on_rank(num_epochs):
+  steps_per_epoch = 3
+  schedule = jax.jit(schedules.alternating("rank", "mse", frequency=3, steps_per_unit=steps_per_epoch,
+                                           first_unit=0))
+  steps = jnp.arange(num_epochs * steps_per_epoch)
+  mse = np.asarray(jax.vmap(lambda s: schedule(s)["mse"])(steps))
+  expected = authors_losses(num_epochs, 3)
+  assert [("mse" if w == 1.0 else "rank") for w in mse[::steps_per_epoch]] == expected
+  assert np.all(mse.reshape(num_epochs, steps_per_epoch) == mse[::steps_per_epoch, None])  # whole epochs
+  # The last epoch: rank for 210 and 30 epochs (the authors' setting), MSE for 31 (31 - 1 = 30 = 0 mod 3).
+  assert expected[-1] == ("mse" if num_epochs == 31 else "rank")
+  # Algorithm 1 (first_unit=1) over 210 epochs would end on an MSE epoch instead.
+  assert algorithm1_losses(210, 3)[-1] == "mse"
+  with pytest.raises(schedules.ConfigValueError, match="first_unit"):
+    schedules.alternating("rank", "mse", frequency=3, first_unit=2)
+
+
 def test_schedules_trace_once_over_all_steps():
   traces = []
 

@@ -102,12 +102,15 @@ def weighted(weights: Mapping[str, float]) -> types.Schedule:
   return schedule
 
 
-def alternating(main: str, auxiliary: str, *, frequency: int, steps_per_unit: int = 1) -> types.Schedule:
+def alternating(main: str, auxiliary: str, *, frequency: int, steps_per_unit: int = 1,
+                first_unit: int = 1) -> types.Schedule:
   r"""Alternating training, Algorithm 1 of "IDE RankNet: Estimating the difficulty of visual search in an image".
 
   Time is counted in units of ``steps_per_unit`` steps (the steps of one epoch for ``unit="epochs"``, 1 for
-  ``unit="steps"``); with the 1-based unit index :math:`t = \lfloor \text{step} / \text{steps\_per\_unit}
-  \rfloor + 1`,
+  ``unit="steps"``); with the unit index :math:`t = \lfloor \text{step} / \text{steps\_per\_unit}
+  \rfloor + t_0` (:math:`t_0` = ``first_unit``: 1 in Algorithm 1, whose loop runs ``for t=1 to T``; 0 in
+  the authors' public ``train.py``, whose ``for epoch in range(210)`` trains the MSE when
+  ``epoch % 3 == 0``: the MSE first, and the last of 210 epochs a rank epoch),
 
   .. math::
      \text{loss}_t = \begin{cases} \text{loss}_{\text{mse}} & t \bmod f = 0 \\
@@ -121,18 +124,24 @@ def alternating(main: str, auxiliary: str, *, frequency: int, steps_per_unit: in
     auxiliary: name of the auxiliary loss term (the MSE), used every ``frequency``-th unit.
     frequency: the alternation frequency ``f`` (>= 1; 1 trains the auxiliary loss only).
     steps_per_unit: steps per unit of time (steps per epoch, or 1).
+    first_unit: the index :math:`t_0` of the first unit (0 or 1; see above).
 
   >>> schedule = alternating("rank", "mse", frequency=3, steps_per_unit=2)
   >>> [int(schedule(jnp.int32(s))["mse"]) for s in range(8)]
   [0, 0, 0, 0, 1, 1, 0, 0]
+  >>> schedule = alternating("rank", "mse", frequency=3, steps_per_unit=2, first_unit=0)
+  >>> [int(schedule(jnp.int32(s))["mse"]) for s in range(8)]
+  [1, 1, 0, 0, 0, 0, 1, 1]
   """
   if frequency < 1 or steps_per_unit < 1:
     raise ConfigValueError(f"`frequency` and `steps_per_unit` must be >= 1, got {frequency} and {steps_per_unit}.")
   if main == auxiliary:
     raise ConfigValueError(f"`main` and `auxiliary` must differ, got {main!r} twice.")
+  if first_unit not in (0, 1):
+    raise ConfigValueError(f"`first_unit` must be 0 or 1, got {first_unit!r}.")
 
   def schedule(step: Array) -> dict[str, Array]:
-    unit = jnp.asarray(step, jnp.int32) // steps_per_unit + 1
+    unit = jnp.asarray(step, jnp.int32) // steps_per_unit + first_unit
     use_auxiliary = (unit % frequency == 0).astype(jnp.float32)
     return {main: 1.0 - use_auxiliary, auxiliary: use_auxiliary}
 
@@ -204,8 +213,8 @@ def from_config(config: Any, names: Sequence[str], *, steps_per_epoch: int) -> L
   """Builds the weighting named by ``config.name`` (``config`` is ``config.multitask``).
 
   * ``weighted``: ``config.weights`` (a mapping name -> weight; missing names get 1.0);
-  * ``alternating``: ``config.main``, ``config.auxiliary``, ``config.frequency`` and ``config.unit``
-    (``"epochs"`` or ``"steps"``);
+  * ``alternating``: ``config.main``, ``config.auxiliary``, ``config.frequency``, ``config.unit``
+    (``"epochs"`` or ``"steps"``) and the optional ``config.first_unit`` (default 1, Algorithm 1);
   * ``uncertainty``: ``config.init_log_variance``.
   """
   names = tuple(names)
@@ -226,7 +235,8 @@ def from_config(config: Any, names: Sequence[str], *, steps_per_epoch: int) -> L
         raise ConfigValueError(f"config.multitask.{role}={config[role]!r} is not a loss term "
                                f"({sorted(names)}).")
     schedule = alternating(config.main, config.auxiliary, frequency=int(config.frequency),
-                           steps_per_unit=steps_per_epoch if unit == "epochs" else 1)
+                           steps_per_unit=steps_per_epoch if unit == "epochs" else 1,
+                           first_unit=int(config.get("first_unit", 1)))
     return as_weighting(schedule, names)
   if name == "uncertainty":
     return uncertainty(names, init_log_variance=float(config.init_log_variance))

@@ -22,6 +22,7 @@ from ranking_jax.train import optim
 from ranking_jax.train import parallel
 from ranking_jax.train import requirements as requirements_lib
 from ranking_jax.train import schedules as schedules_lib
+from ranking_jax.train import selection as selection_lib
 from ranking_jax.train import state as state_lib
 from ranking_jax.train import writers
 from ranking_jax.errors import ConfigValueError
@@ -81,11 +82,14 @@ class TrainResult:
     results: the dict written to ``results.json`` (see :func:`train_and_evaluate`).
     predictions: ``{split: Predictions}`` of the final evaluation; empty when a finished run was
       relaunched (nothing was recomputed).
+    selected_predictions: ``{split: Predictions}`` of the step chosen by ``config.selection``
+      (:mod:`ranking_jax.train.selection`); empty without a rule or when no step satisfied it.
   """
 
   state: state_lib.TrainState
   results: dict[str, Any]
   predictions: dict[str, Predictions]
+  selected_predictions: dict[str, Predictions] = dataclasses.field(default_factory=dict)
 
   def __getitem__(self, key: str) -> Any:  # ``result["eval"]`` reads the results dict
     return self.results[key]
@@ -166,7 +170,7 @@ RELAUNCH_MAY_CHANGE = (
     "total_steps", "total_epochs", "log_every_steps", "log_every_epochs", "eval_every_steps",
     "eval_every_epochs", "checkpoint_every_steps", "checkpoint_every_epochs", "max_train_seconds",
     "keep_checkpoints", "async_checkpointing", "block_every_step",
-    "data.cache_dir", "data.index_cache_path", "export_dir", "export_pretrained", "command")
+    "data.cache_dir", "data.feature_cache_dir", "data.index_cache_path", "export_dir", "export_pretrained", "command")
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -571,20 +575,35 @@ def _train_loop(config, workdir, task, plan, weighting, tx, learning_rate_fn, st
                                         loss_scope=config.loss_scope, counter=counter)
   p_train_step = parallel.pmap_train_step(train_step)
   p_eval_step = parallel.pmap_eval_step(parallel.make_eval_step(task.model))
+  rule = selection_lib.from_config(config)
+  selector = None if rule is None else selection_lib.Selector(rule)
+  if rule is not None and (rule.split not in task.evaluators or not task.evaluators[rule.split].periodic):
+    raise ConfigValueError(f"config.selection.split={rule.split!r} is not a periodic evaluator of the task "
+                           f"(periodic: {sorted(k for k, e in task.evaluators.items() if e.periodic)}).")
+  best_state = None  # host copy of the state of the selected step so far
   block = config.get("block_every_step", None)
   if block is None:
     block = jax.default_backend() == "cpu"
 
-  def run_evaluators(replicated, step, final):
+  def run_evaluators(replicated, step, final, what=""):
     out = {}
     for split, evaluator in task.evaluators.items():
       if not (final or evaluator.periodic):
         continue
-      writer.log(f"evaluating {split} @ step {step} ...")
+      writer.log(f"evaluating {split} @ step {step}{what} ...")
       out[split] = evaluate(p_eval_step, replicated, evaluator.make_iterator(), evaluator.metrics_fn, split)
-      writer.write_scalars(step, out[split].metrics, split=split)
-      writer.log(f"{split} @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in out[split].metrics.items()))
+      if not what:  # the selected step's re-evaluation is not a new point of the curves
+        writer.write_scalars(step, out[split].metrics, split=split)
+      writer.log(f"{split} @ step {step}{what}: "
+                 + ", ".join(f"{k} {v:.4f}" for k, v in out[split].metrics.items()))
     return out
+
+  def offer(step, out) -> bool:
+    nonlocal best_state
+    if selector is None or not selector.offer(step, out[rule.split].metrics):
+      return False
+    best_state = parallel.unreplicate(replicated)  # a host copy: the device state is donated next step
+    return True
 
   # (step, per-device finiteness flag) of the steps not checked yet: read at each log window, before each
   # save and evaluation (every step where the host blocks on each step anyway), so a diverged state is
@@ -654,7 +673,7 @@ def _train_loop(config, workdir, task, plan, weighting, tx, learning_rate_fn, st
         break
       if plan.eval_every and step % plan.eval_every == 0 and step < plan.total_steps:
         check_finite()
-        run_evaluators(replicated, step, final=False)
+        offer(step, run_evaluators(replicated, step, final=False))
       if plan.checkpoint_every and step % plan.checkpoint_every == 0 and step < plan.total_steps:
         check_finite()
         checkpointer.save(parallel.unreplicate(replicated))
@@ -671,6 +690,14 @@ def _train_loop(config, workdir, task, plan, weighting, tx, learning_rate_fn, st
   checkpointer.save(final_state, force=True)
   checkpointer.wait_until_finished()
   predictions = run_evaluators(replicated, step, final=True)
+  selected: dict[str, Predictions] = {}
+  if selector is not None:
+    if offer(step, predictions):
+      selected = predictions
+    elif selector.best_step is not None:
+      selected = run_evaluators(parallel.replicate(best_state), selector.best_step, final=True,
+                                what=f" (selected: {rule})")
+    best_state = None
   if not train_metrics and recorded is not None:
     train_metrics = recorded.get("train_metrics", {})  # a relaunch that trained no step
   results = {"step": int(np.asarray(final_state.step)), "total_steps": plan.total_steps,
@@ -681,9 +708,16 @@ def _train_loop(config, workdir, task, plan, weighting, tx, learning_rate_fn, st
              "examples_per_second": float(np.median(rates)) if rates else None,
              "eval": {split: p.metrics for split, p in predictions.items()},
              "train_step_compilations": counter.count, "config": _config_dict(config)}
+  if selector is not None:
+    results["selected"] = selector.summary({split: p.metrics for split, p in selected.items()})
+    if start_step > 0:  # the host copy of an earlier launch's best state is gone
+      results["selected"]["note"] += (f"; this launch resumed at step {start_step}: only the evaluations "
+                                      f"from step {start_step} on were candidates")
+    writer.log(f"selected ({rule}): {results['selected']['note']}")
   if task.name:
     results["task"] = task.name
-  result = TrainResult(state=final_state, results=results, predictions=predictions)
+  result = TrainResult(state=final_state, results=results, predictions=predictions,
+                       selected_predictions=selected)
   if task.report is not None and is_chief:
     results["report"] = dict(task.report(result, workdir) or {})
   if is_chief:

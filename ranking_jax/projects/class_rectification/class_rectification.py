@@ -137,7 +137,7 @@ def _attribute_csv_splits(data_config: Any) -> dict[str, Any]:
   return splits
 
 
-DATASETS = ('scene_attributes', 'celeba', 'attribute_csv',)
+DATASETS = ('scene_attributes', 'celeba', 'attribute_csv', 'celeba_hq',)
 
 
 def make_splits(data_config: Any) -> dict[str, Any]:
@@ -147,15 +147,58 @@ def make_splits(data_config: Any) -> dict[str, Any]:
   disk cache ``cache_dir``); ``"celeba"``: the paper's CelebA partition from TFDS (``data_dir``);
   ``"attribute_csv"``: user CSVs (``train_csv``, ``validation_csv``, ``test_csv``, ``image_dir``, ``num_values``).
 
+  ``"celeba_hq"`` (:mod:`ranking_jax.data.celeba_hq`, ``data_dir``): the seeded split's images are replaced
+  by the frozen ImageNet EfficientNet-Lite0 trunk's pooled features (:func:`trunk_feature_splits`).
+
   Raises:
     DataNotFoundError: missing files (the message says which and what to do).
   """
-  return data_registry.build_splits(data_config, accepted=DATASETS)
+  splits = data_registry.build_splits(data_config, accepted=DATASETS)
+  if data_config.name == "celeba_hq":
+    return trunk_feature_splits(splits, cache_dir=str(data_config.feature_cache_dir),
+                                standardize=bool(data_config.get("standardize_features", True)))
+  return splits
+
+
+def trunk_feature_splits(splits: Mapping[str, Any], *, cache_dir: str, standardize: bool = True
+                         ) -> dict[str, Any]:
+  """The image sources of ``splits`` as :class:`~ranking_jax.data.FeatureSource` of the frozen trunk.
+
+  The pooled ImageNet EfficientNet-Lite0 features float32 ``[n, 1280]`` are computed once per split and
+  cached in ``cache_dir`` (:func:`ranking_jax.models.pretrained_trunk.feature_splits`); each returned
+  source yields ``{"features": float32 [n, 1280], "attributes": int32 [n, A], "index": ...}`` and keeps
+  ``names`` and ``num_values``. With ``standardize`` every split's features are z-scored with the
+  training split's per-dimension mean and standard deviation (a dimension with std 0 is only centred).
+  """
+  from ranking_jax.data import feature_cache  # pylint: disable=g-import-not-at-top
+  from ranking_jax.models import pretrained_trunk  # pylint: disable=g-import-not-at-top
+  features = pretrained_trunk.feature_splits(dict(splits), cache_dir=os.path.expanduser(cache_dir))
+  arrays = {split: {k: np.asarray(v) for k, v in _source_arrays(source).items()}
+            for split, source in features.items()}
+  if standardize:
+    train_features = arrays["train"]["features"].astype(np.float64)
+    mean, std = train_features.mean(axis=0), train_features.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    for split_arrays in arrays.values():
+      split_arrays["features"] = ((split_arrays["features"] - mean) / std).astype(np.float32)
+  return {split: feature_cache.FeatureSource(arrays[split], names=tuple(splits[split].names),
+                                             num_values=tuple(splits[split].num_values))
+          for split in features}
+
+
+def _source_arrays(source: Any) -> dict[str, np.ndarray]:
+  """All of a feature source's arrays (its ``arrays`` dict, else one batch of every example)."""
+  if hasattr(source, "arrays"):
+    return dict(source.arrays)
+  return dict(source[np.arange(len(source))])
 
 
 def train_labels(source: Any) -> np.ndarray:
-  """All training labels ``[n, A]`` of a source (its ``labels()``)."""
-  return np.asarray(source.labels())
+  """All training labels ``[n, A]`` of a source (its ``labels()``, or the ``attributes`` array of a
+  :class:`~ranking_jax.data.FeatureSource`)."""
+  if hasattr(source, "labels"):
+    return np.asarray(source.labels())
+  return np.asarray(source.arrays[_LABEL_KEY])
 
 
 def class_weights(labels: np.ndarray, num_values: Sequence[int], *, max_weight: float = 100.0
@@ -230,13 +273,14 @@ def _weighted_iterator(source: Any, probabilities: np.ndarray, batch_size: int, 
 
 
 def to_trainer_batch(batch: Mapping[str, np.ndarray]) -> Batch:
-  """The trainer's layout: images under ``"inputs"``, labels ``"attributes"`` int32 (and ``"mask"``).
+  """The trainer's layout: images (or cached trunk ``features``) under ``"inputs"``, labels
+  ``"attributes"`` int32 (and ``"mask"``).
 
   >>> sorted(to_trainer_batch({"image": np.zeros((2, 4, 4, 3)), "attributes": np.ones((2, 3)),
   ...                          "index": np.arange(2)}))
   ['attributes', 'inputs']
   """
-  out = {"inputs": np.asarray(batch["image"], np.float32),
+  out = {"inputs": np.asarray(batch["image"] if "image" in batch else batch["features"], np.float32),
          _LABEL_KEY: np.asarray(batch[_LABEL_KEY], np.int32)}
   if "mask" in batch:
     out["mask"] = np.asarray(batch["mask"], bool)
@@ -357,6 +401,10 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   variant = str(config.variant)
   level, kind = parse_variant(variant)
   train.check_requirements(config, requirements(config))
+  trunk = str(config.model.get("trunk", "frozen"))
+  if config.data.name == "celeba_hq" and trunk != "frozen":
+    raise ConfigValueError(f"config.model.trunk={trunk!r}: the celeba_hq path trains the head on cached "
+                           "features of the frozen trunk only ('frozen').")
   if splits is None:
     splits = make_splits(config.data)
   train_source = splits["train"]
@@ -467,6 +515,41 @@ def _group(reports: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, 
   return {v: groups[v] for v in sorted(groups, key=lambda v: VARIANTS.index(v) if v in VARIANTS else 99)}
 
 
+def paired_gains(runs: Sequence[Mapping[str, Any]], baseline_by_seed: Mapping[int, Mapping[str, Any]], *,
+                 key: str = "mean_cba_imbalanced_half") -> list[float]:
+  """``run[key] - baseline[key]`` for every run whose seed has a baseline run (seed-matched differences)."""
+  return [float(r[key]) - float(baseline_by_seed[int(r["seed"])][key]) for r in runs
+          if int(r["seed"]) in baseline_by_seed]
+
+
+def signed_mean_pm_std(values: Sequence[float]) -> str:
+  """``"+mean ± std (n seeds)"`` of signed differences (``"-"`` for none).
+
+  >>> signed_mean_pm_std([-0.1, 0.3])
+  '+0.10 ± 0.28 (2 seeds)'
+  """
+  if not len(values):
+    return "-"
+  summary = reporting.seed_summary(values)
+  if summary["n"] == 1:
+    return f"{summary['mean']:+.2f} (1 seed)"
+  return f"{summary['mean']:+.2f} ± {summary['std']:.2f} ({summary['n']} seeds)"
+
+
+def gain_imbalance_correlation(gains: Sequence[float], ratios: Sequence[float]) -> float:
+  """Spearman's rank correlation between per-attribute gains and imbalance ratios (NaN if undefined).
+
+  >>> round(gain_imbalance_correlation([0.0, 1.0, 3.0], [1.5, 10.0, 200.0]), 3)
+  1.0
+  """
+  import scipy.stats  # pylint: disable=g-import-not-at-top
+  gains, ratios = np.asarray(gains, np.float64), np.asarray(ratios, np.float64)
+  keep = np.isfinite(gains) & np.isfinite(ratios)
+  if keep.sum() < 3 or np.ptp(gains[keep]) == 0 or np.ptp(ratios[keep]) == 0:
+    return float("nan")
+  return float(scipy.stats.spearmanr(gains[keep], ratios[keep]).statistic)
+
+
 def cross_variant_tables(reports: Sequence[Mapping[str, Any]], *, baseline: str = "ce",
                          split: str = "test") -> str:
   """Markdown: the Table 2/3-style per-attribute table (mean over seeds per variant), the seed spread, and
@@ -499,26 +582,49 @@ def cross_variant_tables(reports: Sequence[Mapping[str, Any]], *, baseline: str 
   if baseline in groups:
     base_all = np.mean([r["mean_cba"] for r in groups[baseline]])
     base_half = np.mean([r["mean_cba_imbalanced_half"] for r in groups[baseline]])
+    base_by_seed = {int(r["seed"]): r for r in groups[baseline]}
+    base_cba = np.mean([r["cba"] for r in groups[baseline]], axis=0)
     gain_rows = []
     for v, rs in groups.items():
       if v == baseline:
         continue
       paper = PAPER_GAIN.get(v, (None, None))
+      paired = paired_gains(rs, base_by_seed)
+      gain = np.mean([r["cba"] for r in rs], axis=0) - base_cba
       gain_rows.append({"variant": v, "gain_all": float(np.mean([r["mean_cba"] for r in rs]) - base_all),
                         "gain_half": float(np.mean([r["mean_cba_imbalanced_half"] for r in rs]) - base_half),
-                        "seeds": len(rs), "paper_celeba": paper[0], "paper_xdomain": paper[1]})
+                        "seeds": len(rs), "paper_celeba": paper[0], "paper_xdomain": paper[1],
+                        "paired_half": signed_mean_pm_std(paired),
+                        "positive": f"{sum(p > 0 for p in paired)}/{len(paired)}" if paired else "-",
+                        "rho": gain_imbalance_correlation(gain, ratios)})
     parts += ["", f"## Gain over `{baseline}` ({len(groups[baseline])} seeds), percentage points "
-              "(Table 4 style)\n", reporting.markdown_table(gain_rows, [
+              "(Table 4 style)\n",
+              "Paired: the gain on the more imbalanced half of each seed over the same seed's "
+              f"`{baseline}` run (mean ± std over the matched seeds; `> 0`: how many were positive). "
+              "ρ: Spearman correlation over the attributes between the gain (mean over seeds) and the "
+              "imbalance ratio (> 0: gains grow with imbalance).\n",
+              reporting.markdown_table(gain_rows, [
                   reporting.Column("variant"), reporting.Column("gain_all", "gain, all", "+.2f"),
                   reporting.Column("gain_half", "gain, imbalanced half", "+.2f"), reporting.Column("seeds"),
                   reporting.Column("paper_celeba", "paper CelebA", ".2f"),
-                  reporting.Column("paper_xdomain", "paper X-Domain", ".2f")])]
+                  reporting.Column("paper_xdomain", "paper X-Domain", ".2f"),
+                  reporting.Column("paired_half", "paired gain, imbalanced half"),
+                  reporting.Column("positive", "> 0"), reporting.Column("rho", "ρ(gain, imbalance)", "+.2f")])]
   return "\n".join(parts) + "\n"
 
 
+FIGURE5_PANELS = (
+    ("baselines", BASELINES),
+    ("CRL, class level", tuple(v for v in CRL_VARIANTS if "_class_" in v)),
+    ("CRL, instance level", tuple(v for v in CRL_VARIANTS if "_instance_" in v)),
+)
+
+
 def plot_gain_vs_imbalance(reports: Sequence[Mapping[str, Any]], path: str, *, baseline: str = "ce") -> None:
-  """Figure 5: per-attribute gain over ``baseline`` (mean over seeds) against the imbalance ratio (log x),
-  attributes sorted by imbalance, one line per other variant; PNG at ``path``.
+  """Figure 5: per-attribute gain over ``baseline`` (mean over seeds) against the imbalance ratio (log x);
+  one panel per family (:data:`FIGURE5_PANELS`: baselines, CRL class level, CRL instance level; at most
+  four lines each); the grey bars on the zero line are ``baseline``'s seed spread (± std per
+  attribute); PNG at ``path``.
 
   Raises:
     ValueError: no run of ``baseline``.
@@ -528,16 +634,79 @@ def plot_gain_vs_imbalance(reports: Sequence[Mapping[str, Any]], path: str, *, b
     raise ValueError(f"Figure 5 needs a {baseline!r} run; got variants {list(groups)}.")
   ratios = np.asarray(reports[0]["imbalance"], np.float64)
   order = np.argsort(ratios, kind="stable")
-  base = np.mean([r["cba"] for r in groups[baseline]], axis=0)
-  with reporting.figure(path, figsize=(8, 4)) as (_, axes):
-    for v, rs in groups.items():
-      if v == baseline:
-        continue
-      gain = np.mean([r["cba"] for r in rs], axis=0) - base
-      axes.plot(ratios[order], gain[order], marker="o", markersize=3, linewidth=1, label=v)
-    axes.axhline(0.0, color="0.5", linewidth=0.8)
-    axes.set_xscale("log")
-    axes.set_xlabel("imbalance ratio 1:x (training split)")
-    axes.set_ylabel(f"class-balanced accuracy gain over {baseline} (points)")
-    axes.set_title("Gain vs. imbalance (Figure 5 style)")
-    axes.legend(fontsize=7)
+  base_runs = np.asarray([r["cba"] for r in groups[baseline]], np.float64)
+  base = base_runs.mean(axis=0)
+  spread = base_runs.std(axis=0, ddof=1) if len(base_runs) > 1 else np.zeros_like(base)
+  panels = [(title, [v for v in members if v in groups and v != baseline]) for title, members in FIGURE5_PANELS]
+  others = [v for v in groups if v != baseline and not any(v in m for _, m in panels)]
+  if others:
+    panels.append(("other", others))
+  panels = [(title, members) for title, members in panels if members] or [("", [])]
+  with reporting.figure(path, figsize=(4.2 * len(panels), 3.8), ncols=len(panels)) as (_, axes):
+    axes = np.atleast_1d(axes)
+    for ax, (title, members) in zip(axes, panels):
+      ax.errorbar(ratios[order], np.zeros(len(order)), yerr=spread[order], fmt="none", ecolor="0.7",
+                  elinewidth=3, label=f"{baseline} seed spread (± std per attribute)")
+      ax.axhline(0.0, color="0.4", linewidth=0.8)
+      for v in members:
+        gain = np.mean([r["cba"] for r in groups[v]], axis=0) - base
+        ax.plot(ratios[order], gain[order], marker="o", markersize=3, linewidth=1,
+                label=f"{v} ({len(groups[v])} seeds)")
+      ax.set_xscale("log")
+      ax.set_xlabel("imbalance ratio 1:x (training split)")
+      ax.set_title(title, fontsize=10)
+      ax.legend(fontsize=7, loc="upper left")
+    axes[0].set_ylabel(f"class-balanced accuracy gain over {baseline} (points)")
+
+
+def validation_curves(runs: Sequence[Mapping[str, Any]], *, metric: str = "mean_cba"
+                      ) -> dict[str, dict[int, list[tuple[int, float]]]]:
+  """``{variant: {seed: [(step, value), ...]}}``: the periodic ``validation`` evaluations of each run, read
+  from ``<workdir>/metrics.jsonl`` (runs without the file are skipped)."""
+  import json  # pylint: disable=g-import-not-at-top
+  out: dict[str, dict[int, list[tuple[int, float]]]] = {}
+  for run in runs:
+    report_ = run.get("report") or {}
+    path = os.path.join(str(run.get("workdir", "")), "metrics.jsonl")
+    if not report_ or not os.path.exists(path):
+      continue
+    points = []
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        record = json.loads(line)
+        if record.get("split") == "validation" and metric in record:
+          points.append((int(record["step"]), float(record[metric])))
+    out.setdefault(str(report_["variant"]), {})[int(report_["seed"])] = sorted(dict(points).items())
+  return out
+
+
+def last_quarter_flatness(points: Sequence[tuple[int, float]]) -> dict[str, float]:
+  """How flat a validation curve is over its last quarter of steps: ``{"range", "slope_per_1k"}``
+  (max - min of the values there, and the least-squares slope per 1 000 steps)."""
+  steps = np.asarray([p[0] for p in points], np.float64)
+  values = np.asarray([p[1] for p in points], np.float64)
+  last = steps >= steps.max() - 0.25 * steps.max()
+  if last.sum() < 2:
+    return {"range": float("nan"), "slope_per_1k": float("nan")}
+  slope = np.polyfit(steps[last], values[last], 1)[0] * 1000.0
+  return {"range": float(np.ptp(values[last])), "slope_per_1k": float(slope)}
+
+
+def plot_validation_curves(curves: Mapping[str, Mapping[int, Sequence[tuple[int, float]]]], path: str, *,
+                           variants: Sequence[str] = ("ce", "crl_class_relative", "crl_instance_relative"),
+                           metric_label: str = "validation class-balanced accuracy (%)") -> None:
+  """The validation curves (one line per seed) of ``variants``; the last quarter of steps is shaded."""
+  shown = [v for v in variants if v in curves]
+  with reporting.figure(path, figsize=(6.5, 4.0)) as (_, ax):
+    end = 0
+    for k, v in enumerate(shown):
+      for seed, points in sorted(curves[v].items()):
+        steps, values = zip(*points)
+        end = max(end, max(steps))
+        ax.plot(steps, values, color=f"C{k}", linewidth=1, marker=".", markersize=3,
+                label=f"{v}" if seed == min(curves[v]) else None)
+    if end:
+      ax.axvspan(0.75 * end, end, color="0.9", label="last quarter")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(metric_label)
+    ax.legend(fontsize=8)

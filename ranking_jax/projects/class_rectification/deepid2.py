@@ -74,6 +74,51 @@ def class_mask(num_values: Sequence[int]) -> np.ndarray:
   return np.arange(num_values.max())[None, :] < num_values[:, None]
 
 
+def attribute_branches(module: nn.Module, fc1: jax.Array, *, num_values: Sequence[int], feature_dim: int,
+                       l2_normalize_features: bool = False, feature_relu: bool = True
+                       ) -> dict[str, jax.Array]:
+  r"""The per-attribute part of the paper's network, as parameters of ``module`` (call from its compact body).
+
+  One 64-d FC2 per attribute (``fc2_kernel`` ``[A, F, D]``, ``fc2_bias`` ``[A, D]``) reading the shared
+  FC1 output ``fc1`` float32 ``[B, F]``, then a softmax classifier per attribute (``classifier<n>_kernel``
+  ``[A_n, D, n]`` per distinct :math:`|Z_j| = n`). FC2 is followed by ReLU (``feature_relu``; the paper
+  does not say) and optionally L2-normalised; the result is the feature :math:`\mathbf{x}_{i,j}` of eq. 1.
+
+  Returns:
+    ``{"logits": float32 [B, A, C], "logit_mask": bool [B, A, C], "features": float32 [B, A, D]}``
+    (the layout of the module docstring).
+  """
+  batch = fc1.shape[0]
+  num_attributes = len(num_values)
+  # One FC2 per attribute: a [A, FC1, D] kernel applied as A independent dense layers.
+  fc2_kernel = module.param("fc2_kernel", nn.initializers.lecun_normal(in_axis=1, out_axis=2, batch_axis=0),
+                            (num_attributes, int(fc1.shape[-1]), int(feature_dim)))
+  fc2_bias = module.param("fc2_bias", nn.initializers.zeros, (num_attributes, int(feature_dim)))
+  features = jnp.einsum("bf,afd->bad", fc1, fc2_kernel) + fc2_bias
+  if feature_relu:
+    features = nn.relu(features)
+  if l2_normalize_features:
+    norm = jnp.sqrt(jnp.sum(features * features, axis=-1, keepdims=True) + 1e-12)
+    features = features / norm
+
+  # Classifiers grouped by |Z_j| (one [A_n, D, n] kernel per distinct n), padded to C = max |Z_j|.
+  num_values = np.asarray(num_values)
+  max_values = int(num_values.max())
+  blocks, order = [], []
+  for n in sorted(set(int(v) for v in num_values)):
+    index = np.flatnonzero(num_values == n)
+    kernel = module.param(f"classifier{n}_kernel",
+                          nn.initializers.lecun_normal(in_axis=1, out_axis=2, batch_axis=0),
+                          (len(index), int(feature_dim), n))
+    bias = module.param(f"classifier{n}_bias", nn.initializers.zeros, (len(index), n))
+    logits = jnp.einsum("bad,adc->bac", features[:, index], kernel) + bias
+    blocks.append(jnp.pad(logits, ((0, 0), (0, 0), (0, max_values - n)), constant_values=LOGIT_PAD))
+    order.extend(index.tolist())
+  logits = jnp.concatenate(blocks, axis=1)[:, np.argsort(order)]
+  mask = jnp.broadcast_to(jnp.asarray(class_mask(num_values)), (batch, num_attributes, max_values))
+  return {"logits": logits, "logit_mask": mask, "features": features}
+
+
 class DeepID2Attributes(nn.Module):
   """DeepID2 trunk, shared FC1, a 64-d FC2 per attribute and a softmax classifier per attribute.
 
@@ -156,32 +201,8 @@ class DeepID2Attributes(nn.Module):
     fc1 = nn.relu(nn.Dense(int(self.fc1_features), dtype=self.dtype, name="fc1")(multi_scale))
     fc1 = fc1.astype(jnp.float32)
 
-    num_attributes = len(self.num_values)
-    # One FC2 per attribute: a [A, FC1, D] kernel applied as A independent dense layers.
-    fc2_kernel = self.param("fc2_kernel", nn.initializers.lecun_normal(in_axis=1, out_axis=2, batch_axis=0),
-                            (num_attributes, int(self.fc1_features), int(self.feature_dim)))
-    fc2_bias = self.param("fc2_bias", nn.initializers.zeros, (num_attributes, int(self.feature_dim)))
-    features = nn.relu(jnp.einsum("bf,afd->bad", fc1, fc2_kernel) + fc2_bias)
-    if self.l2_normalize_features:
-      norm = jnp.sqrt(jnp.sum(features * features, axis=-1, keepdims=True) + 1e-12)
-      features = features / norm
-
-    # Classifiers grouped by |Z_j| (one [A_n, D, n] kernel per distinct n), padded to C = max |Z_j|.
-    num_values = np.asarray(self.num_values)
-    max_values = int(num_values.max())
-    blocks, order = [], []
-    for n in sorted(set(int(v) for v in num_values)):
-      index = np.flatnonzero(num_values == n)
-      kernel = self.param(f"classifier{n}_kernel",
-                          nn.initializers.lecun_normal(in_axis=1, out_axis=2, batch_axis=0),
-                          (len(index), int(self.feature_dim), n))
-      bias = self.param(f"classifier{n}_bias", nn.initializers.zeros, (len(index), n))
-      logits = jnp.einsum("bad,adc->bac", features[:, index], kernel) + bias
-      blocks.append(jnp.pad(logits, ((0, 0), (0, 0), (0, max_values - n)), constant_values=LOGIT_PAD))
-      order.extend(index.tolist())
-    logits = jnp.concatenate(blocks, axis=1)[:, np.argsort(order)]
-    mask = jnp.broadcast_to(jnp.asarray(class_mask(num_values)), (batch, num_attributes, max_values))
-    return {"logits": logits, "logit_mask": mask, "features": features}
+    return attribute_branches(self, fc1, num_values=self.num_values, feature_dim=int(self.feature_dim),
+                              l2_normalize_features=self.l2_normalize_features)
 
 
 def _resolve(size: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -215,3 +236,66 @@ def deepid2_attributes(*, num_values: Sequence[int] = CELEBA_NUM_VALUES, size: s
   options["conv_features"] = tuple(int(c) for c in options["conv_features"])
   return DeepID2Attributes(num_values=tuple(int(n) for n in num_values),
                            l2_normalize_features=bool(l2_normalize_features), dtype=dtype, **options)
+
+
+class AttributeFeatureHead(nn.Module):
+  """The paper's head (shared FC1, a 64-d FC2 and a softmax classifier per attribute) on trunk features.
+
+  For a pretrained trunk whose pooled features are cached (CelebA-HQ with the frozen ImageNet
+  EfficientNet-Lite0: ``[B, 1280]``): the DeepID2 convolutions are replaced by the trunk, the rest is the
+  paper's section 3.1 shape (shared FC1 with ReLU, then :func:`attribute_branches`).
+
+  Attributes:
+    num_values: :math:`|Z_j|` of every attribute.
+    fc1_features: width of the shared FC1.
+    feature_dim: width of each attribute's FC2 (64 in the paper).
+    feature_relu: ReLU after FC2 (the paper does not say; DeepID2's layers have it).
+    l2_normalize_features: L2-normalise :math:`\\mathbf{x}_{i,j}` (distances then lie in ``[0, 2]``).
+
+  ``apply(variables, features)`` takes float32 ``[B, D]`` (or a dict with it under ``"inputs"`` or
+  ``"features"``) and returns the dict of the module docstring.
+
+  >>> head = AttributeFeatureHead(num_values=(2, 3), fc1_features=8, feature_dim=5)
+  >>> x = jnp.zeros((4, 16))
+  >>> out = jax.eval_shape(lambda: head.apply(head.init(jax.random.key(0), x), x))
+  >>> out["logits"].shape, out["features"].shape
+  ((4, 2, 3), (4, 2, 5))
+  """
+  num_values: Sequence[int] = CELEBA_NUM_VALUES
+  fc1_features: int = 256
+  feature_dim: int = 64
+  feature_relu: bool = True
+  l2_normalize_features: bool = False
+
+  @nn.compact
+  def __call__(self, inputs: Union[jax.Array, Mapping[str, jax.Array]], *, train: bool = False
+               ) -> dict[str, jax.Array]:
+    del train  # no batch norm or dropout
+    if len(self.num_values) < 1 or any(int(n) < 2 for n in self.num_values):
+      raise ValueError(f"`num_values` must list |Z_j| >= 2 for at least one attribute, got {self.num_values}.")
+    if self.fc1_features < 1 or self.feature_dim < 1:
+      raise ValueError(f"`fc1_features` and `feature_dim` must be positive, got {self.fc1_features}, "
+                       f"{self.feature_dim}.")
+    x = inputs
+    if isinstance(inputs, Mapping):
+      key = "inputs" if "inputs" in inputs else "features"
+      if key not in inputs:
+        raise ValueError(f"a dict input needs the features under 'inputs' or 'features', got keys "
+                         f"{sorted(inputs)}.")
+      x = inputs[key]
+    if x.ndim != 2:
+      raise ValueError(f"expected pooled trunk features [B, D], got shape {x.shape}.")
+    fc1 = nn.relu(nn.Dense(int(self.fc1_features), name="fc1")(x.astype(jnp.float32)))
+    return attribute_branches(self, fc1, num_values=self.num_values, feature_dim=int(self.feature_dim),
+                              l2_normalize_features=self.l2_normalize_features,
+                              feature_relu=self.feature_relu)
+
+
+@register_model("crl_feature_head")
+def crl_feature_head(*, num_values: Sequence[int] = CELEBA_NUM_VALUES, fc1_features: int = 256,
+                     feature_dim: int = 64, feature_relu: bool = True, l2_normalize_features: bool = False
+                     ) -> AttributeFeatureHead:
+  """:class:`AttributeFeatureHead` (the paper's FC1 / FC2 / classifier head on cached trunk features)."""
+  return AttributeFeatureHead(num_values=tuple(int(n) for n in num_values), fc1_features=int(fc1_features),
+                              feature_dim=int(feature_dim), feature_relu=bool(feature_relu),
+                              l2_normalize_features=bool(l2_normalize_features))

@@ -31,6 +31,7 @@ import functools
 import os
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
+import flax.linen as nn
 import jax
 import numpy as np
 
@@ -39,11 +40,14 @@ from ranking_jax import models
 from ranking_jax import reporting
 from ranking_jax import train
 from ranking_jax.data import augment as augment_lib
+from ranking_jax.data import feature_cache
 from ranking_jax.data import pipeline
 from ranking_jax.data import registry as data_registry
 from ranking_jax.data import rendered
 from ranking_jax.data import scenes as scenes_lib
+from ranking_jax.errors import ConfigValueError
 from ranking_jax.losses import kendall
+from ranking_jax.models import pretrained_trunk
 
 Batch = dict[str, np.ndarray]
 
@@ -78,12 +82,18 @@ def _scenes_difficulty_splits(data_config: Any) -> dict[str, Any]:
                                           int(data_config.num_test), seed=int(data_config.seed),
                                           image_size=int(data_config.image_size))
   # Rendering costs ~10 ms per 64x64 scene: once per run (or once per cache_dir), with a progress line.
-  return {split: rendered.render(
-      source, keys=(_IMAGE_KEY, _LABEL_KEY), cache_dir=data_config.get("cache_dir", "") or "",
-      cache_key=["scenes", source.seed, source.offset, len(source), source.image_size,
-                 source.clutter_range, source.annotator_noise, source.max_objects],
-      name="scenes", description=f"rendering {len(source)} {split} scenes")
-          for split, source in sources.items()}
+  out = {}
+  for split, source in sources.items():
+    cache_key = ["scenes", source.seed, source.offset, len(source), source.image_size,
+                 source.clutter_range, source.annotator_noise, source.max_objects]
+    out[split] = rendered.render(
+        source, keys=(_IMAGE_KEY, _LABEL_KEY), cache_dir=data_config.get("cache_dir", "") or "",
+        cache_key=cache_key, name="scenes", description=f"rendering {len(source)} {split} scenes")
+    # What identifies the images for the pretrained trunk's feature cache (pretrained_trunk.trunk_features).
+    key_fields = {"dataset": "scenes_difficulty", "split": split, "image_size": int(source.image_size),
+                  "scenes": [str(x) for x in cache_key]}
+    out[split].cache_key_fields = functools.partial(dict, key_fields)
+  return out
 
 
 @data_registry.register_dataset("voc2012_vsd")
@@ -113,14 +123,14 @@ def make_splits(data_config: Any) -> dict[str, Any]:
   return data_registry.build_splits(data_config, accepted=DATASETS)
 
 
-def to_trainer_batch(batch: Mapping[str, np.ndarray]) -> Batch:
-  """Adapts a data-pipeline batch to the trainer's layout: the image under ``"inputs"``.
+def to_trainer_batch(batch: Mapping[str, np.ndarray], input_key: str = _IMAGE_KEY) -> Batch:
+  """Adapts a data-pipeline batch to the trainer's layout: the image (or ``input_key``) under ``"inputs"``.
 
   >>> to_trainer_batch({"image": np.zeros((2, 4, 4, 3)), "difficulty": np.ones(2), "index": np.arange(2)}
   ...                  ).keys()
   dict_keys(['inputs', 'difficulty'])
   """
-  out = {"inputs": np.asarray(batch[_IMAGE_KEY], np.float32),
+  out = {"inputs": np.asarray(batch[input_key], np.float32),
          _LABEL_KEY: np.asarray(batch[_LABEL_KEY], np.float32)}
   if "mask" in batch:
     out["mask"] = np.asarray(batch["mask"], bool)
@@ -162,12 +172,15 @@ def difficulty_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray
      \text{MSE} = \frac1n \sum_i (s_i - y_i)^2, \qquad
      \tau_a = \frac{n_c - n_d}{n (n - 1) / 2}
 
-  Non-finite predictions make both metrics NaN (a diverged model is not scored on the rest) and are
+  Also ``relative_mse`` = MSE / variance of the split's labels (the MSE of predicting their mean; 1 - R^2),
+  a scale-free MSE for selection rules that move between label scales (NaN for constant labels).
+
+  Non-finite predictions make the metrics NaN (a diverged model is not scored on the rest) and are
   counted in ``num_nonfinite``, so a run still writes its results instead of failing at the final eval.
 
   >>> out = difficulty_metrics(np.array([1.0, 3.0, 2.0]), {"difficulty": np.array([1.0, 2.0, 3.0])})
   >>> {k: round(v, 4) for k, v in out.items()}
-  {'mse': 0.6667, 'kendall_tau': 0.3333, 'num_examples': 3.0, 'num_nonfinite': 0.0}
+  {'mse': 0.6667, 'kendall_tau': 0.3333, 'relative_mse': 1.0, 'num_examples': 3.0, 'num_nonfinite': 0.0}
   """
   predictions = np.asarray(predictions, np.float64).reshape(-1)
   labels = np.asarray(targets[_LABEL_KEY], np.float64).reshape(-1)
@@ -179,8 +192,105 @@ def difficulty_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray
   else:
     mse = float(np.mean((predictions - labels) ** 2))
     tau = float(metrics_lib.kendall_tau(predictions, labels, variant="a"))
-  return {"mse": mse, "kendall_tau": tau, "num_examples": float(len(labels)),
+  variance = float(np.var(labels))
+  relative = mse / variance if variance > 0 else float("nan")
+  return {"mse": mse, "kendall_tau": tau, "relative_mse": relative, "num_examples": float(len(labels)),
           "num_nonfinite": float(num_nonfinite)}
+
+
+# --------------------------------------------------------------------------------------- pretrained trunk
+
+
+class TrunkRegressor(nn.Module):
+  """The ImageNet EfficientNet-Lite0 from block ``start_block`` on, then one linear output: a difficulty score.
+
+  The paper fine-tunes an ImageNet ResNet-152 with its last layer replaced by one output (section III.A);
+  ResNet-152's ImageNet weights cannot be had offline here, EfficientNet-Lite0's can
+  (:mod:`ranking_jax.models.pretrained_trunk`). Inputs:
+
+  * ``start_block = 0``: float32 images ``[B, H, W, 3]`` in ``[0, 1]`` (the whole network trains; the
+    network maps them to ``(255 x - 127) / 128``, the TF-Lite convention, not the ImageNet mean / std of
+    :class:`~ranking_jax.models.heads.ImageRegressor`);
+  * ``0 < start_block < 16``: the cached feature maps entering block ``start_block``
+    (``pretrained_trunk.trunk_features(stop_block=start_block)``); blocks ``start_block..15``, the head
+    convolution and its batch norm train;
+  * ``start_block = 16``: the cached pooled features ``[B, 1280]`` (frozen trunk): only the output trains.
+
+  Returns float32 scores ``[B]``. Variables: ``params/trunk/...`` (the EfficientNet tail, ImageNet weights
+  loaded by :func:`load_imagenet_trunk`), ``params/head/{kernel,bias}``, ``batch_stats/trunk/...``.
+  """
+
+  start_block: int
+  bias_init: float = 0.0
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array, *, train: bool = False) -> jax.Array:
+    if self.start_block >= pretrained_trunk.NUM_BLOCKS:
+      features = inputs.astype(np.float32)
+    else:
+      tail = efficientnet_tail(self.start_block, name="trunk")
+      features = tail(inputs, train=train)
+    return nn.Dense(1, bias_init=nn.initializers.constant(self.bias_init), name="head")(features)[:, 0]
+
+
+def efficientnet_tail(start_block: int, **kwargs: Any) -> nn.Module:
+  """EfficientNet-Lite0 from ``start_block`` to the pooled features, as :func:`pretrained_trunk.imagenet_trunk`
+  builds it (same attributes, so its ImageNet variables fit)."""
+  from ranking_jax.models import efficientnet  # pylint: disable=g-import-not-at-top
+  return efficientnet.EfficientNetLite0(num_classes=None, input_range="0_1", start_block=start_block, **kwargs)
+
+
+def load_imagenet_trunk(variables: Mapping[str, Any], start_block: int) -> dict[str, Any]:
+  """``variables`` of a :class:`TrunkRegressor` with the ImageNet weights of its trunk (head untouched).
+
+  Raises:
+    ValueError: a trunk variable's shape differs from ImageNet's (the trunk was built differently).
+  """
+  variables = jax.tree_util.tree_map(lambda x: x, dict(variables))
+  if start_block >= pretrained_trunk.NUM_BLOCKS:
+    return variables
+  _, imagenet = pretrained_trunk.imagenet_trunk(start_block=start_block)
+  for collection, tree in imagenet.items():
+    ours = dict(variables[collection])
+    mine, theirs = jax.tree_util.tree_structure(ours["trunk"]), jax.tree_util.tree_structure(tree)
+    if mine != theirs or any(np.shape(a) != np.shape(b) for a, b in zip(
+        jax.tree_util.tree_leaves(ours["trunk"]), jax.tree_util.tree_leaves(tree))):
+      raise ValueError(f"the trunk's {collection} do not match the ImageNet EfficientNet-Lite0 from block "
+                       f"{start_block}.")
+    ours["trunk"] = jax.tree_util.tree_map(np.asarray, tree)
+    variables[collection] = ours
+  return variables
+
+
+def trunk_start_block(config: Any) -> Optional[int]:
+  """The first trainable block of ``config.model.trunk`` (``"frozen"`` 16, ``"finetune:<k>"`` 16 - k), or
+  None for ``"scratch"`` (``config.model.name`` from random init or ``pretrained_weights``).
+
+  Raises:
+    ConfigValueError: an unknown trunk mode, or augmentation with cached features (``0 < 16 - k``).
+  """
+  try:
+    mode = feature_cache.parse_trunk_mode(config.model.get("trunk", "scratch"),
+                                          num_blocks=pretrained_trunk.NUM_BLOCKS)
+  except ValueError as error:
+    raise ConfigValueError(f"config.model.trunk: {error}") from None
+  if not mode.pretrained:
+    return None
+  start = pretrained_trunk.NUM_BLOCKS - int(mode.trainable_blocks)
+  if start > 0 and config.data.augment:
+    raise ConfigValueError(
+        f"config.model.trunk={config.model.trunk!r} trains on cached trunk features, which cannot be augmented: "
+        "set config.data.augment=False, or config.model.trunk='finetune:16' (images, whole network).")
+  return start
+
+
+def trunk_feature_splits(splits: Mapping[str, Any], start_block: int, cache_dir: str
+                         ) -> dict[str, feature_cache.FeatureSource]:
+  """The frozen front's outputs for every split (``features``: maps entering ``start_block``, or the pooled
+  1 280-d features for 16), cached under ``cache_dir`` (:func:`pretrained_trunk.feature_splits`)."""
+  stop = None if start_block >= pretrained_trunk.NUM_BLOCKS else start_block
+  return pretrained_trunk.feature_splits(splits, cache_dir=cache_dir or pretrained_trunk.DEFAULT_CACHE_DIR,
+                                         stop_block=stop, image_key=_IMAGE_KEY)
 
 
 # ------------------------------------------------------------------------------------------------ task
@@ -199,11 +309,27 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
   ``config.data.augment``); the ``validation`` evaluator runs every ``config.eval_every_*`` and the
   ``test`` evaluator at the end, both with :func:`difficulty_metrics`; :func:`report` then writes the
   test row beside the paper's figure and Figure 4. ``splits`` defaults to :func:`make_splits` of
-  ``config.data``. The model is ``models.build_model(config.model.name, **config.model.kwargs)``.
+  ``config.data``. The model: with ``config.model.trunk`` ``"finetune:<k>"`` / ``"frozen"`` a
+  :class:`TrunkRegressor` from the ImageNet EfficientNet-Lite0 (``k < 16`` or frozen: the splits are first
+  replaced by the frozen front's cached outputs, :func:`trunk_feature_splits`, so their sources need
+  ``cache_key_fields()``); with ``"scratch"`` ``models.build_model(config.model.name, **config.model.kwargs)``.
+
+  Raises:
+    ConfigValueError: a bad trunk mode, augmentation on cached features, ``pretrained_weights`` with a
+      pretrained trunk, or ``config.loss_scope != "global"``.
   """
   train.check_requirements(config, requirements(config))
+  start_block = trunk_start_block(config)
+  weights_path = config.model.get("pretrained_weights", "")
+  if start_block is not None and weights_path:
+    raise ConfigValueError("config.model.pretrained_weights is for config.model.trunk='scratch'; the "
+                           f"{config.model.trunk!r} trunk loads the ImageNet EfficientNet-Lite0.")
   if splits is None:
     splits = make_splits(config.data)
+  input_key = _IMAGE_KEY
+  if start_block is not None and start_block > 0:  # train on the frozen front's cached outputs
+    splits = trunk_feature_splits(splits, start_block, config.data.get("feature_cache_dir", ""))
+    input_key = "features"
   train_source = splits["train"]
   augment_config = _augment_config(config.data)
   transform = augment_lib.make_augment_transform(augment_config) if augment_config else None
@@ -214,23 +340,26 @@ def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.
     batches = pipeline.make_train_iterator(train_source, batch_size, seed=seed, start_step=start_step,
                                            process_index=process_index, process_count=process_count,
                                            transform=transform)
-    return pipeline.prefetch(to_trainer_batch(b) for b in batches)
+    return pipeline.prefetch(to_trainer_batch(b, input_key) for b in batches)
 
   def make_eval_iterator(source: Any) -> Iterator[Batch]:
     batches = pipeline.make_eval_iterator(source, eval_batch_size, process_index=jax.process_index(),
                                           process_count=jax.process_count())
-    return (to_trainer_batch(b) for b in batches)
+    return (to_trainer_batch(b, input_key) for b in batches)
 
   initialize_variables = None
-  weights_path = config.model.get("pretrained_weights", "")
-  if weights_path:
+  if start_block is not None:
+    model = TrunkRegressor(start_block=start_block, bias_init=float(config.model.kwargs.get("bias_init", 0.0)))
+    initialize_variables = functools.partial(load_imagenet_trunk, start_block=start_block)
+  else:
+    model = models.build_model(config.model.name, **config.model.kwargs.to_dict())
+  if start_block is None and weights_path:
     # Converted ImageNet weights for the backbone (the regression head keeps its initialisation).
     from ranking_jax.models import weights as weights_lib  # pylint: disable=g-import-not-at-top
     initialize_variables = lambda variables: weights_lib.load_backbone_weights(variables, weights_path)
 
   evaluators = train.validation_and_test(make_eval_iterator, splits, difficulty_metrics)
-  return train.Task(requirements=requirements(config), model=models.build_model(config.model.name, **config.model.kwargs.to_dict()),
-                    loss_terms=make_loss_terms(config.loss.label_diff),
+  return train.Task(requirements=requirements(config), model=model, loss_terms=make_loss_terms(config.loss.label_diff),
                     make_train_iterator=make_train_iterator, evaluators=evaluators,
                     num_train_examples=len(train_source), initialize_variables=initialize_variables,
                     report=functools.partial(report, config))
@@ -244,12 +373,17 @@ _TABLE_COLUMNS = (
     reporting.Column("steps"), reporting.Column("mse", "test MSE"),
     reporting.Column("kendall_tau", "test Kendall tau_a"), reporting.Column("paper_mse", "paper MSE", ".3f"),
     reporting.Column("paper_tau", "paper tau", ".3f"), reporting.Column("paper_row", "paper row"))
+_SELECTED_COLUMNS = (
+    reporting.Column("selected_step", "selected step"), reporting.Column("selected_mse", "selected: test MSE"),
+    reporting.Column("selected_kendall_tau", "selected: test tau_a"))
 
 
 def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
   """A markdown table of measured rows with the paper's figure beside each (by ``variant``).
 
-  Each row needs ``variant``, ``mse`` and ``kendall_tau``; optional ``data``, ``model``, ``steps``.
+  Each row needs ``variant``, ``mse`` and ``kendall_tau``; optional ``data``, ``model``, ``steps`` and, when
+  any row has ``selected_step``, the columns of the checkpoint the selection rule chose
+  (``selected_step``, ``selected_mse``, ``selected_kendall_tau``; ``-`` where no step qualified).
 
   >>> print(results_table([{"variant": "mse", "mse": 0.25, "kendall_tau": 0.3}]))
   | variant | data | model | steps | test MSE | test Kendall tau_a | paper MSE | paper tau | paper row |
@@ -261,7 +395,10 @@ def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
     paper = PAPER_RESULTS.get(str(row["variant"]))
     full.append({**row, **({"paper_mse": paper[0], "paper_tau": paper[1], "paper_row": paper[2]}
                            if paper else {})})
-  return reporting.markdown_table(full, _TABLE_COLUMNS)
+  columns = _TABLE_COLUMNS
+  if any("selected_step" in row for row in rows):
+    columns = _TABLE_COLUMNS[:6] + _SELECTED_COLUMNS + _TABLE_COLUMNS[6:]
+  return reporting.markdown_table(full, columns)
 
 
 def least_squares_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -304,7 +441,11 @@ def plot_predicted_vs_true(predictions: np.ndarray, labels: np.ndarray, path: st
 
 
 def describe_model(model_config: Any) -> str:
-  """``config.model`` in a few words, e.g. ``image_regressor resnet18 {'width': 8}``."""
+  """``config.model`` in a few words, e.g. ``image_regressor resnet18 {'width': 8}`` or
+  ``efficientnet_lite0 imagenet finetune:1``."""
+  trunk = model_config.get("trunk", "scratch")
+  if trunk != "scratch":
+    return f"{pretrained_trunk.BACKBONE} {pretrained_trunk.WEIGHTS} {trunk}"
   kwargs = model_config.kwargs
   backbone = kwargs.get("backbone", "")
   extra = dict(kwargs.get("backbone_kwargs", None) or {})
@@ -314,14 +455,25 @@ def describe_model(model_config: Any) -> str:
 def report(config: Any, result: train.TrainResult, workdir: str) -> dict[str, Any]:
   """The run's report from the test predictions already computed by the trainer.
 
-  Writes ``results.md`` (:func:`results_table` row) and ``figure4.png`` (:func:`plot_predicted_vs_true`)
-  into ``workdir``; returns the row, the least-squares line and the paper's figure (stored under
-  ``results["report"]``).
+  Writes ``results.md`` (:func:`results_table` row) and ``figure4.png`` (:func:`plot_predicted_vs_true`
+  of the final step; ``figure4_selected.png`` of the checkpoint chosen by ``config.selection`` when one
+  qualified) into ``workdir``; returns the row (with ``selected_*`` test figures when a rule is set), the
+  least-squares line and the paper's figure (stored under ``results["report"]``).
   """
   test = result.predictions["test"]
   variant = str(config.variant)
   row = {"variant": variant, "data": config.data.name, "model": describe_model(config.model),
          "steps": result.results["step"], **test.metrics}
+  selected = result.results.get("selected")
+  if selected is not None:
+    chosen = (selected.get("eval") or {}).get("test") or {}
+    row.update({"selected_step": selected["step"], "selected_mse": chosen.get("mse"),
+                "selected_kendall_tau": chosen.get("kendall_tau")})
+    if "test" in result.selected_predictions:
+      best = result.selected_predictions["test"]
+      plot_predicted_vs_true(best.outputs, best.targets[_LABEL_KEY], os.path.join(workdir, "figure4_selected.png"),
+                             title=f"{variant}, step {selected['step']} ({selected['rule']}): tau_a "
+                                   f"{best.metrics['kendall_tau']:.3f}, MSE {best.metrics['mse']:.3f}")
   slope, intercept = plot_predicted_vs_true(
       test.outputs, test.targets[_LABEL_KEY], os.path.join(workdir, "figure4.png"),
       title=f"{variant}: tau_a {test.metrics['kendall_tau']:.3f}, MSE {test.metrics['mse']:.3f}")

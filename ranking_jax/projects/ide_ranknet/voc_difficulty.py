@@ -20,6 +20,7 @@ id without ``.jpg``, with or without a ``name,score`` header). Preparing ``voc/2
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from typing import Any, Optional, Sequence, Union
@@ -209,6 +210,13 @@ class VocDifficultySource(sources.ExampleSource):
 
   def __len__(self) -> int:
     return len(self.entries)
+
+  def cache_key_fields(self) -> dict[str, Any]:
+    """What identifies this split's images for a feature cache (:mod:`ranking_jax.models.pretrained_trunk`):
+    the dataset, the image size and a hash of the ``(tfds split, record, name, score)`` rows."""
+    digest = hashlib.sha256(json.dumps(self.entries).encode("utf-8")).hexdigest()[:16]
+    return {"dataset": "voc2012_vsd", "image_size": self.image_size, "num_examples": len(self),
+            "entries_sha256": digest}
 
   def _source(self, split: str) -> Any:
     if split not in self._sources:

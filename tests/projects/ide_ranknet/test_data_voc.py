@@ -13,7 +13,7 @@ from ranking_jax.projects.ide_ranknet import voc_difficulty as voc
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-VSD_CSV = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "vsd", "VSD_dataset.csv")
+VSD_CSV = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "shared", "data", "vsd", "VSD_dataset.csv")
 
 
 def write_csv(path, rows, header=False):
