@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
 import sys
 import types
@@ -11,6 +12,9 @@ import jax
 import numpy as np
 
 TRAIN_TASK_FILE = pathlib.Path(__file__).with_name("test_train_task.py")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# The real datasets beside the repository (../shared/data); a user's clone lacks them and their tests skip.
+SHARED_DATA = pathlib.Path(os.environ.get("RANKING_JAX_SHARED_DATA", str(REPO.parent / "shared" / "data")))
 
 
 def train_task_module() -> types.ModuleType:

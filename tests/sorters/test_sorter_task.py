@@ -17,7 +17,7 @@ from ranking_jax.sorters import pretrained
 from ranking_jax.sorters import synthetic
 from ranking_jax.sorters import task as sorter_task
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from configs import sorter as sorter_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 

@@ -37,9 +37,10 @@ from ranking_jax.data import feature_cache
 from ranking_jax.models import weights as weights_lib
 from ranking_jax.models.efficientnet import EfficientNetLite0
 from ranking_jax.models.registry import register_model
+from ranking_jax.projects.sketch_retrieval import sketch_net
 
 Array = jnp.ndarray
-BRANCHES = ("anchor", "positive", "negative")
+BRANCHES = sketch_net.BRANCHES
 NUM_VIEWS = 10
 # Crop positions of the views 0-4 (views 5-9 are their mirror images): Caffe's ``oversample`` order.
 VIEW_POSITIONS = ("top_left", "top_right", "bottom_left", "bottom_right", "centre")
@@ -255,16 +256,7 @@ class PretrainedSketchNet(nn.Module):
     return out
 
   def __call__(self, inputs: Union[Array, Mapping[str, Array]], *, train: bool = False) -> dict[str, Array]:
-    if not isinstance(inputs, Mapping):
-      return self.embed(jnp.asarray(inputs), train=train)
-    missing = [k for k in BRANCHES if k not in inputs]
-    if missing:
-      raise ValueError(f"the three-branch input needs keys {BRANCHES}; missing {missing}.")
-    maps = [jnp.asarray(inputs[k]) for k in BRANCHES]
-    batch = maps[0].shape[0]
-    outputs = self.embed(jnp.concatenate(maps, axis=0), train=train)
-    return {f"{branch}_{name}": value[k * batch:(k + 1) * batch]
-            for k, branch in enumerate(BRANCHES) for name, value in outputs.items()}
+    return sketch_net.apply_branches(self.embed, inputs, train=train)
 
 
 def load_tail_weights(variables: Mapping[str, Any]) -> dict[str, Any]:

@@ -160,23 +160,29 @@ class SketchTripletNet(nn.Module):
     return out
 
   def __call__(self, inputs: Union[Array, Mapping[str, Array]], *, train: bool = False) -> dict[str, Array]:
-    if not isinstance(inputs, Mapping):
-      return self.embed(jnp.asarray(inputs), train=train)
-    missing = [k for k in BRANCHES if k not in inputs]
-    if missing:
-      raise ValueError(f"the three-branch input needs keys {BRANCHES}; missing {missing}.")
-    images = [jnp.asarray(inputs[k]) for k in BRANCHES]
-    if len({x.shape for x in images}) != 1:
-      raise ValueError(f"anchor, positive and negative images must have one shape, got "
-                       f"{[x.shape for x in images]}.")
-    batch = images[0].shape[0]
-    # One pass over the concatenated branches: shared weights, and one compiled trunk.
-    outputs = self.embed(jnp.concatenate(images, axis=0), train=train)
-    result = {}
-    for k, branch in enumerate(BRANCHES):
-      for name, value in outputs.items():
-        result[f"{branch}_{name}"] = value[k * batch:(k + 1) * batch]
-    return result
+    return apply_branches(self.embed, inputs, train=train)
+
+
+def apply_branches(embed: Any, inputs: Union[Array, Mapping[str, Array]], *, train: bool) -> dict[str, Array]:
+  """``embed(inputs)`` for one batch, or the three-branch outputs ``{"<branch>_<name>": ...}`` of a mapping
+  with the keys :data:`BRANCHES` (anchor, positive, negative; one shape), embedded in one pass.
+
+  Raises:
+    ValueError: a branch key is missing, or the branches differ in shape.
+  """
+  if not isinstance(inputs, Mapping):
+    return embed(jnp.asarray(inputs), train=train)
+  missing = [k for k in BRANCHES if k not in inputs]
+  if missing:
+    raise ValueError(f"the three-branch input needs keys {BRANCHES}; missing {missing}.")
+  images = [jnp.asarray(inputs[k]) for k in BRANCHES]
+  if len({x.shape for x in images}) != 1:
+    raise ValueError(f"anchor, positive and negative inputs must have one shape, got {[x.shape for x in images]}.")
+  batch = images[0].shape[0]
+  # One pass over the concatenated branches: shared weights, and one compiled trunk.
+  outputs = embed(jnp.concatenate(images, axis=0), train=train)
+  return {f"{branch}_{name}": value[k * batch:(k + 1) * batch]
+          for k, branch in enumerate(BRANCHES) for name, value in outputs.items()}
 
 
 def build_sketch_triplet_net(*, size: Union[str, SketchNetSize] = "small", num_attributes: int = 21,

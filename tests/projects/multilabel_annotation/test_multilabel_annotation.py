@@ -17,7 +17,7 @@ from ranking_jax.data import rendered
 from ranking_jax.projects.multilabel_annotation import scene_tags
 from ranking_jax.projects.multilabel_annotation import multilabel_annotation as task_lib
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 from configs import multilabel_annotation as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import tables as tables_lib  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 
 from configs import sketch_retrieval as config_lib  # pylint: disable=wrong-import-position

@@ -26,8 +26,9 @@ from ranking_jax.projects.sketch_retrieval import sketch_triplets as st
 from ranking_jax.projects.sketch_retrieval import sketches as sk
 from ranking_jax.data.errors import DataNotFoundError
 from ranking_jax.projects.sketch_retrieval import sketch_net
+import testing_utils
 
-SHARED_DATA = pathlib.Path(__file__).parents[2] / "shared" / "data"
+SHARED_DATA = testing_utils.SHARED_DATA
 QMUL_SHOES = SHARED_DATA / "qmul_shoes"
 needs_qmul_shoes = pytest.mark.skipif(not (QMUL_SHOES / "shoes_annotation.json").exists(),
                                       reason="shared QMUL-Shoe files not available")

@@ -12,7 +12,7 @@ import pytest
 import sklearn.metrics
 import tensorflow_datasets as tfds
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
 
 from configs import sodeep_map as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ranking_jax.data import scenes  # pylint: disable=g-import-not-at-top,wrong-import-position

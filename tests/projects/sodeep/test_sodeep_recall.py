@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
 
 from configs import sodeep_recall as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ranking_jax.data.errors import DataNotFoundError  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 
 from configs import sodeep_spearman as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
