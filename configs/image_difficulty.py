@@ -29,7 +29,9 @@ Variants (``get_config("<variant>[,voc][,smoke]")``):
   ``alternating`` their loop ``mse if epoch % 3 == 0 else rank`` over epochs 0.. (the MSE first, the last
   epoch a rank epoch); 210 epochs with ``voc`` (lr /10 at 160 and 200), 30 on the embedded scenes (at 23
   and 29);
-* modifier ``smoke``: 32x32 scenes, 64 / 32 / 32 images, a width-4 network, 2 steps (for tests).
+* modifier ``smoke``: 32x32 scenes, 64 / 32 / 32 images, 2 steps (for tests); the trunk stays the
+  default (the pretrained EfficientNet-Lite0's last block + head, ~1.0 M parameters), a width-4 network only
+  with ``--config.model.trunk=scratch``.
 
 Trunk (``config.model.trunk``): the ImageNet EfficientNet-Lite0 of ``ranking_jax.models.pretrained_trunk``
 (the paper's ImageNet ResNet-152 cannot be had offline here). Default ``finetune:1`` on the embedded

@@ -121,7 +121,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.flip = "shared"  # none | shared | independent (the reference implementation's)
   config.data.num_train = 304  # embedded only (QMUL's sizes come from the files)
   config.data.num_test = 115
-  config.data.cache_dir = ""
+  config.data.cache_dir = ""  # drawn triplets of the embedded sketches
+  # The pretrained trunk's cached feature maps of every view (empty: computed in memory for each run).
+  config.data.feature_cache_dir = ""
   config.data.data_dir = ""  # QMUL folder
   config.data.attributes_file = ""  # QMUL attribute labels (format: ranking_jax/projects/sketch_retrieval/qmul.py)
   # > 0: hold out this many training pairs (sketch + photo) as a validation split, evaluated instead of the

@@ -16,29 +16,29 @@ Add ``--config.data.cache_dir=/tmp/rj-scenes-cache`` to render the scenes once f
 CelebA-HQ (40 attributes, frozen ImageNet EfficientNet-Lite0 features; the protocol of the README's Table-4
 section): first the converged baseline, then every variant fine-tuned from it::
 
-  python -m experiments.sodeep_map --config=configs/sodeep_map.py:soft_margin,celeba,seed=0 \
+  python -m experiments.sodeep_map --config=configs/sodeep_map.py:soft_margin,celeba_hq,seed=0 \
       --config.data.data_dir=../shared/data/celeba_hq --config.data.feature_cache_dir=~/.cache/ranking_jax/features \
       --workdir=/tmp/rj-runs/sodeep_map_celeba/base_s0
-  python -m experiments.sodeep_map --config=configs/sodeep_map.py:soft_margin_map_lstm,celeba,finetune,seed=0 \
+  python -m experiments.sodeep_map --config=configs/sodeep_map.py:soft_margin_map_lstm,celeba_hq,finetune,seed=0 \
       --config.data.data_dir=../shared/data/celeba_hq --config.data.feature_cache_dir=~/.cache/ranking_jax/features \
       --config.model.init_from=/tmp/rj-runs/sodeep_map_celeba/base_s0/final_variables.npz \
       --workdir=/tmp/rj-runs/sodeep_map_celeba/ft_soft_margin_map_lstm_s0
 
-Variants (``get_config("<variant>[,voc2007|,celeba][,finetune][,smoke][,seed=<int>]")``):
+Variants (``get_config("<variant>[,voc2007|,celeba_hq][,finetune][,smoke][,seed=<int>]")``):
 
 * ``soft_margin``: multi-label soft-margin loss only (the paper's WILDCAT* row, 93.2 mAP);
 * ``soft_margin_map_lstm``: + eq. 7 with the shipped LSTM sorter ``lstm_h64_d100`` (+ SoDeep loss, 94.0);
 * ``soft_margin_map_soft_ranks``: + eq. 7 with Blondel et al.'s soft ranks (eps 0.1 on the logits; ours);
-* modifier ``smoke``: 32x32 scenes, 32 / 16 / 16 images, width 4, 2 steps (for tests); with ``celeba``:
+* modifier ``smoke``: 32x32 scenes, 32 / 16 / 16 images, width 4, 2 steps (for tests); with ``celeba_hq``:
   ``max_examples=40`` (32 / 4 / 4 faces), batch 16, 2 steps;
-* modifier ``celeba``: CelebA-HQ 64 px, the 40 attributes as classes, seeded 24 000 / 3 000 / 3 000 split
+* modifier ``celeba_hq`` (earlier name ``celeba``): CelebA-HQ 64 px, the 40 attributes as classes, seeded 24 000 / 3 000 / 3 000 split
   (split seed 0 whatever the run's seed), the frozen ImageNet EfficientNet-Lite0's pooled 1 280-d features
   (cached in ``config.data.feature_cache_dir``), a head with one hidden ReLU layer of 512 (``FeatureHead``; WILDCAT
   needs spatial maps, the trunk leaves 2x2), batch 100 = one list of 100 images per class per step, Adam
   lr 1e-3 / 10 after epoch 5, 8 epochs (1 920 steps; validation mAP flat over the last 3 epochs) for the
   baseline; eq. 7 as written (unnormalised
   sum over classes and positives) with weight ``_CELEBA_MAP_WEIGHT`` (chosen on validation);
-* modifier ``finetune`` (with ``celeba``): start from ``config.model.init_from`` (the converged baseline's
+* modifier ``finetune`` (with ``celeba_hq``): start from ``config.model.init_from`` (the converged baseline's
   ``final_variables.npz``, fresh Adam) and train 1 more epoch (240 steps) at lr 1e-4 (the baseline's final
   rate); every variant, the baseline ``soft_margin`` included, gets the same extra steps on the same batches;
 * modifier ``voc2007``: 448x448 VOC 2007 (WILDCAT's size), ResNet-101 (M = 8 maps per class, k+ = k- = 0.2,
@@ -69,11 +69,13 @@ _CELEBA_MAP_WEIGHT = {"lstm_h64_d100": 1e-5, "soft_ranks": 1e-5}
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The config of ``"<variant>[,voc2007][,smoke][,seed=<int>]"``."""
   arg = base.parse_arg(arg, default="soft_margin_map_lstm", variants=VARIANTS,
-                       modifiers=("voc2007", "celeba", "finetune", "smoke"), seed=0)
-  if arg.voc2007 and arg.celeba:
-    raise ValueError("choose one of the modifiers voc2007 and celeba.")
-  if arg.finetune and not arg.celeba:
-    raise ValueError("the modifier finetune goes with celeba (the fine-tuning protocol of the README).")
+                       modifiers=("voc2007", "celeba_hq", "celeba", "finetune", "smoke"), seed=0)
+  # "celeba" is this modifier's earlier name (it always meant CelebA-HQ here, unlike class_rectification's).
+  arg.celeba_hq = arg.celeba_hq or arg.celeba
+  if arg.voc2007 and arg.celeba_hq:
+    raise ValueError("choose one of the modifiers voc2007 and celeba_hq.")
+  if arg.finetune and not arg.celeba_hq:
+    raise ValueError("the modifier finetune goes with celeba_hq (the fine-tuning protocol of the README).")
   real_data = arg.voc2007
 
   config = base.get_base_config()
@@ -110,11 +112,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.regularization_strength = 0.1  # soft_ranks only
   # Eq. 7 as written (sum over classes and positives) on real data; the embedded rows were measured with the
   # per-class normalised form averaged over the classes, kept here so that they reproduce.
-  config.loss.form = "rank_sum" if (real_data or arg.celeba) else "normalized_rank_sum"
-  config.loss.reduce = "sum" if (real_data or arg.celeba) else "mean"
+  config.loss.form = "rank_sum" if (real_data or arg.celeba_hq) else "normalized_rank_sum"
+  config.loss.reduce = "sum" if (real_data or arg.celeba_hq) else "mean"
   # VOC 2007: the authors' scale (their sorter outputs rank / n, n = the batch of 100), not tuned here.
   map_weight = 1.0 / config.batch_size if real_data else 1.0
-  if arg.celeba and config.loss.rank_fn:
+  if arg.celeba_hq and config.loss.rank_fn:
     map_weight = _CELEBA_MAP_WEIGHT[config.loss.rank_fn]
   config.multitask.name = "weighted"
   config.multitask.weights = ml_collections.ConfigDict(
@@ -137,7 +139,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     base.set_duration(config, "eval_every", epochs=4.0)
     base.set_duration(config, "checkpoint_every", epochs=4.0)
 
-  if arg.celeba:
+  if arg.celeba_hq:
     config.data = ml_collections.ConfigDict({
         "name": "celeba_hq_classes", "data_dir": "", "images": "", "image_size": 64, "seed": 0,
         "validation_fraction": 0.1, "test_fraction": 0.1, "max_examples": 0, "attributes": "",

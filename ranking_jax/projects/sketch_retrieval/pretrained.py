@@ -158,7 +158,7 @@ def cached_view_maps(images: np.ndarray, *, crop_size: int, stop_block: int, cac
     images: uint8 ``[N, H, W]`` grayscale (white background), already at the run's ``image_size``.
     crop_size: side of the views (:func:`ten_views`).
     stop_block: blocks of the front (:func:`imagenet_front`).
-    cache_dir: the feature-cache root (``config.data.cache_dir``; empty: computed in memory, not stored).
+    cache_dir: the feature-cache root (``config.data.feature_cache_dir``; empty: computed in memory, not stored).
     key_fields: overrides :func:`front_key_fields` (which uses ``dataset``, ``split``, ``kind``).
     batch_size: views per trunk call (and per cache chunk).
 

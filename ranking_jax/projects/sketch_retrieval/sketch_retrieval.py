@@ -452,7 +452,7 @@ class MapPairs:
 
 def pair_maps(config: Any, data: SketchData, part: str) -> MapPairs:
   """The frozen front's maps of every view of ``data.<part>`` (``"train"`` or ``"test"``), cached per whole
-  split under ``config.data.cache_dir`` (a validation split is rows of the training split's cache)."""
+  split under ``config.data.feature_cache_dir`` (a validation split is rows of the training split's cache)."""
   kwargs = config.model.kwargs
   category = str(config.data.category)
   name = f"qmul_{category}" if config.data.name == "qmul" else "shoe_sketches"
@@ -462,7 +462,7 @@ def pair_maps(config: Any, data: SketchData, part: str) -> MapPairs:
   for kind, images in (("sketch", whole.sketches[..., 0]), ("photo", whole.photos[..., 0])):
     maps.append(pretrained_lib.cached_view_maps(
         images, crop_size=int(config.data.crop_size), stop_block=int(kwargs.start_block),
-        cache_dir=str(config.data.get("cache_dir", "") or ""), dataset=name,
+        cache_dir=str(config.data.get("feature_cache_dir", "") or ""), dataset=name,
         split=split, kind=kind)[rows])
   return MapPairs(maps[0], maps[1], pairs)
 

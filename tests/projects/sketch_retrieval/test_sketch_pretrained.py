@@ -242,7 +242,7 @@ def test_smoke_run_pretrained_trunk_on_a_chairs_fixture(tmp_path):
   config = config_lib.get_config("triplet,chairs,smoke")
   config.async_checkpointing = False
   config.data.data_dir = str(tmp_path)
-  config.data.cache_dir = str(tmp_path / "cache")
+  config.data.feature_cache_dir = str(tmp_path / "cache")
   assert config.model.name == "sketch_pretrained_net" and config.eval.views == 10
   result = train.train_and_evaluate(config, str(tmp_path / "run"), task_lib.make_task(config))
   report = result.results["report"]
