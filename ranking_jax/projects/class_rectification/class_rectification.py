@@ -393,7 +393,8 @@ def attribute_metrics(predictions: Mapping[str, np.ndarray], targets: Mapping[st
 def requirements(config: Any) -> train.Requirements:
   """CRL variants mine hard examples within the whole mini-batch; ``ce`` has no listwise term."""
   level, _ = parse_variant(str(config.variant))
-  return train.Requirements(global_batch="CRL mines within the whole mini-batch" if level else "")
+  return train.Requirements(global_batch="CRL mines within the whole mini-batch" if level else "",
+                            pretrained_weights="efficientnet_lite0" if config.data.name == "celeba_hq" else "")
 
 
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:

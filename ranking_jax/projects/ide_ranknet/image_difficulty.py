@@ -298,8 +298,9 @@ def trunk_feature_splits(splits: Mapping[str, Any], start_block: int, cache_dir:
 
 def requirements(config: Any) -> train.Requirements:
   """The Kendall RankLoss ranks the whole mini-batch."""
-  del config
-  return train.Requirements(global_batch="The Kendall RankLoss ranks the whole mini-batch")
+  pretrained = str(config.model.get("trunk", "scratch")) != "scratch"
+  return train.Requirements(global_batch="The Kendall RankLoss ranks the whole mini-batch",
+                            pretrained_weights="efficientnet_lite0" if pretrained else "")
 
 
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:

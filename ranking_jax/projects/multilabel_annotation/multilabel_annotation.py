@@ -309,7 +309,9 @@ def annotation_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray
 def requirements(config: Any) -> train.Requirements:
   """The sampled WARP term draws one key per step for the whole batch."""
   return train.Requirements(global_batch="The sampled WARP term draws one key per step for the whole batch"
-                            if config.loss.name in ("warp", "warp_single_violator") else "")
+                            if config.loss.name in ("warp", "warp_single_violator") else "",
+                            pretrained_weights="efficientnet_lite0"
+                            if config.data.name == "celeba_hq_features" else "")
 
 
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:

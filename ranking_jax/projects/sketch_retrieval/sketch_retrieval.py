@@ -636,6 +636,12 @@ def _eval_source(pairs: Any, crop_size: int, views: int = 1) -> rendered.ArraySo
                                "view": np.tile(np.asarray(chosen), 2 * n)})
 
 
+def requirements(config: Any) -> train.Requirements:
+  """The pretrained network (``sketch_pretrained_net``, real QMUL data) needs the ImageNet weights."""
+  pretrained = config.model.name == "sketch_pretrained_net"
+  return train.Requirements(pretrained_weights="efficientnet_lite0" if pretrained else "")
+
+
 def make_task(config: Any, data: Optional[SketchData] = None) -> train.Task:
   """The trainer :class:`~ranking_jax.train.Task` of ``config`` (see ``configs/sketch_retrieval.py``).
 

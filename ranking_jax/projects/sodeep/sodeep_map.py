@@ -38,6 +38,7 @@ figure) and with the exact AP (``map``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
@@ -338,7 +339,10 @@ def map_metrics(predictions: np.ndarray, targets: Mapping[str, np.ndarray]) -> d
 def requirements(config: Any) -> train.Requirements:
   """Eq. 7 ranks the whole batch per class; a learned sorter bounds the batch."""
   spec = config.loss.rank_fn or ""
-  return train.listwise_requirements("eq. 7 ranks the whole batch per class", spec)
+  needs = train.listwise_requirements("eq. 7 ranks the whole batch per class", spec)
+  if config.data.name == "celeba_hq_classes":  # features of the ImageNet trunk
+    needs = dataclasses.replace(needs, pretrained_weights="efficientnet_lite0")
+  return needs
 
 
 def make_task(config: Any, splits: Optional[Mapping[str, Any]] = None) -> train.Task:

@@ -46,6 +46,7 @@ does at test time.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -310,6 +311,18 @@ def spearman_standard_error(rho: float, num_items: int) -> float:
 
 
 def requirements(config: Any) -> train.Requirements:
+  """:func:`_list_requirements`, plus the ImageNet trunk's weights for ``utkface`` (its features).
+
+  Raises:
+    ConfigValueError: as :func:`_list_requirements`.
+  """
+  needs = _list_requirements(config)
+  if config.data.name == "utkface":
+    needs = dataclasses.replace(needs, pretrained_weights="efficientnet_lite0")
+  return needs
+
+
+def _list_requirements(config: Any) -> train.Requirements:
   """Eq. 4 ranks the whole mini-batch (or its lists of ``config.loss.list_size``); a learned sorter bounds
   the list length.
 
