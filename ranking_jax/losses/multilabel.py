@@ -200,6 +200,33 @@ def pairwise_ranking_loss(scores: Array, labels: Array, *, where: Optional[Array
   return utils.reduce_loss(loss, reduce_fn, where=has_pairs)
 
 
+def _violators_and_hinges(prep: _Prepared, margin: float, block_size: Optional[int]) -> tuple[Array, Array]:
+  """Per class ``[..., c]``: how many negatives violate the margin against it (no gradient: it only sets
+  the rank weight) and the sum of those hinges, in one blockwise pass over the (positive, negative) pairs."""
+
+  def pair_fn(row, col):
+    hinge = jax.nn.relu(margin - row["s"] + col["s"])
+    is_pair = row["pos"] * col["neg"]
+    return is_pair * (hinge > 0).astype(hinge.dtype), is_pair * hinge
+
+  num_violators, hinge_sum = pairs.pairwise_row_sums(
+      pair_fn, _pair_items(prep), where=prep.valid, block_size=block_size)
+  return jax.lax.stop_gradient(num_violators), hinge_sum
+
+
+def _rank_weighted_loss(prep: _Prepared, rank_weight: Array, hinge_sum: Array, counted: Array,
+                        reduce_fn: Optional[Callable[..., Array]]) -> Array:
+  """WARP's per-image sum over the ``counted`` positives of rank weight x (class weight x) hinge sum,
+  0 and left out of the reduction for images without a (positive, negative) pair."""
+  per_class = rank_weight * hinge_sum
+  if prep.weights is not None:
+    per_class = per_class * prep.weights
+  total = jnp.sum(jnp.where(counted, per_class, 0.0), axis=-1)
+  has_pairs = _has_pairs(prep)
+  loss = jnp.where(has_pairs, total, jnp.zeros_like(total))
+  return utils.reduce_loss(loss, reduce_fn, where=has_pairs)
+
+
 def warp_loss_exact(scores: Array, labels: Array, *, where: Optional[Array] = None,
                     weights: Optional[Array] = None,
                     reduce_fn: Optional[Callable[..., Array]] = jnp.mean, margin: float = 1.0,
@@ -248,24 +275,12 @@ def warp_loss_exact(scores: Array, labels: Array, *, where: Optional[Array] = No
   """
   prep = _prepare(scores, labels, where, weights)
 
-  def pair_fn(row, col):
-    hinge = jax.nn.relu(margin - row["s"] + col["s"])
-    is_pair = row["pos"] * col["neg"]
-    return is_pair * (hinge > 0).astype(hinge.dtype), is_pair * hinge
-
-  num_violators, hinge_sum = pairs.pairwise_row_sums(
-      pair_fn, _pair_items(prep), where=prep.valid, block_size=block_size)
-  rank = jnp.round(jax.lax.stop_gradient(num_violators)).astype(jnp.int32)
+  num_violators, hinge_sum = _violators_and_hinges(prep, margin, block_size)
+  rank = jnp.round(num_violators).astype(jnp.int32)
   rank_weight = _harmonic_numbers(scores.shape[-1], prep.dtype)[rank]
   if normalize_by_rank:
     rank_weight = utils.safe_divide(rank_weight, rank.astype(prep.dtype))
-  per_class = rank_weight * hinge_sum
-  if prep.weights is not None:
-    per_class = per_class * prep.weights
-  total = jnp.sum(jnp.where(prep.positive, per_class, 0.0), axis=-1)
-  has_pairs = _has_pairs(prep)
-  loss = jnp.where(has_pairs, total, jnp.zeros_like(total))
-  return utils.reduce_loss(loss, reduce_fn, where=has_pairs)
+  return _rank_weighted_loss(prep, rank_weight, hinge_sum, prep.positive, reduce_fn)
 
 
 def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
@@ -340,14 +355,7 @@ def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
   if num_trials is None:
     num_trials = max(num_classes - 1, 1)
 
-  def pair_fn(row, col):
-    hinge = jax.nn.relu(margin - row["s"] + col["s"])
-    is_pair = row["pos"] * col["neg"]
-    return is_pair * (hinge > 0).astype(hinge.dtype), is_pair * hinge
-
-  num_violators, hinge_sum = pairs.pairwise_row_sums(
-      pair_fn, _pair_items(prep), where=prep.valid, block_size=block_size)
-  num_violators = jax.lax.stop_gradient(num_violators)
+  num_violators, hinge_sum = _violators_and_hinges(prep, margin, block_size)
   num_negative = jnp.sum(prep.negative, axis=-1, keepdims=True).astype(prep.dtype)
   num_valid = jnp.sum(prep.valid, axis=-1, keepdims=True)
   budget = jnp.minimum(num_trials, num_valid - 1)
@@ -364,13 +372,7 @@ def warp_loss(scores: Array, labels: Array, *, key: Optional[Array],
   num_draws = jnp.where(found, num_draws, 1.0).astype(jnp.int32)
   rank = jnp.maximum(num_valid - 1, 0) // num_draws
   rank_weight = _harmonic_numbers(num_classes, prep.dtype)[jnp.clip(rank, 0, num_classes)]
-  per_class = rank_weight * hinge_sum
-  if prep.weights is not None:
-    per_class = per_class * prep.weights
-  total = jnp.sum(jnp.where(found, per_class, 0.0), axis=-1)
-  has_pairs = _has_pairs(prep)
-  loss = jnp.where(has_pairs, total, jnp.zeros_like(total))
-  return utils.reduce_loss(loss, reduce_fn, where=has_pairs)
+  return _rank_weighted_loss(prep, rank_weight, hinge_sum, found, reduce_fn)
 
 
 def warp_loss_single_violator(scores: Array, labels: Array, *, key: Optional[Array],
