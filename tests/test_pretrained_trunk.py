@@ -50,7 +50,7 @@ def test_front_then_tail_equals_the_whole_trunk(tmp_path):
 @needs_weights
 def test_trunk_carries_the_imagenet_weights():
   _, variables = pretrained_trunk.imagenet_trunk(start_block=15)
-  flat = {k: v for k, v in pretrained_trunk._imagenet_flat().items() if "blocks_15" in k or "conv_head" in k}
+  flat = {k: v for k, v in pretrained_trunk.imagenet_weights().items() if "blocks_15" in k or "conv_head" in k}
   kernel = variables["params"]["conv_head"]["kernel"]
   np.testing.assert_array_equal(np.asarray(kernel), flat["params/conv_head/kernel"])
   assert "blocks_14" not in variables["params"] and "conv_stem" not in variables["params"]

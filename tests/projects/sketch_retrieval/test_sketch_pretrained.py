@@ -20,6 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from configs import sketch_retrieval as config_lib  # pylint: disable=wrong-import-position
 from ranking_jax import train  # pylint: disable=wrong-import-position
+from ranking_jax.models import pretrained_trunk  # pylint: disable=wrong-import-position
 from ranking_jax.projects.sketch_retrieval import pretrained  # pylint: disable=wrong-import-position
 from ranking_jax.projects.sketch_retrieval import sketch_retrieval as task_lib  # pylint: disable=wrong-import-position
 from test_sketch_retrieval import write_qmul_fixture  # pylint: disable=wrong-import-position
@@ -193,7 +194,7 @@ def test_carve_validation_keeps_parts_disjoint_and_renumbers():
 @needs_weights
 def test_tail_weights_are_imagenet_and_branches_share_them():
   maps = jnp.asarray(np.random.default_rng(0).normal(size=(2, 2, 2, 192)), jnp.float32)
-  imagenet = pretrained._imagenet_weights()  # pylint: disable=protected-access
+  imagenet = pretrained_trunk.imagenet_weights()
   for readout, stop, keys in (("flatten", 16, ("params/blocks_15/depthwise_conv/kernel",
                                                "batch_stats/blocks_15/bn0/mean")),
                               ("pool", None, ("params/blocks_15/project_conv/kernel", "batch_stats/bn1/mean",
